@@ -1,0 +1,145 @@
+"""The streaming engine: 16 kHz audio in, one timestamped ``Update`` per window out.
+
+Plain Python/NumPy, no threads of its own: whoever calls ``feed`` owns the engine (the
+session's worker thread live, the caller's thread for files).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_live.features import DEFAULT_SETTINGS
+from ser_live.features import warm_up as warm_up_features
+from ser_live.frontend import FrontEnd, Window
+from ser_live.model import Classifier
+from ser_live.vad import VoiceActivityDetector
+
+
+@dataclass(frozen=True)
+class Update:
+    """What the engine says about one window of the stream."""
+
+    start_s: float  # stream time of the window
+    end_s: float
+    speech: bool  # enough speech in the window to say anything
+    speech_ratio: float
+    level_db: float
+    probabilities: np.ndarray | None  # smoothed over recent speech windows; None in silence
+    raw_probabilities: np.ndarray | None  # this window alone
+    emotion: str | None
+    confidence: float | None
+    wall_time: float  # time.time() when the update was made
+    compute_ms: float  # features + inference for this window
+
+
+class Smoother:
+    """Mean of the last ``n`` speech windows' probabilities; silence starts afresh.
+
+    A pause long enough to make a silence window usually ends a phrase, and the next phrase
+    should not inherit the last one's emotion.
+    """
+
+    def __init__(self, n: int = 3) -> None:
+        if n < 1:
+            raise ValueError("smoothing must be at least 1 window")
+        self.n = n
+        self._recent: deque[np.ndarray] = deque(maxlen=n)
+
+    def reset(self) -> None:
+        self._recent.clear()
+
+    def __call__(self, probabilities: np.ndarray | None) -> np.ndarray | None:
+        if probabilities is None:
+            self._recent.clear()
+            return None
+        self._recent.append(probabilities)
+        return np.mean(self._recent, axis=0).astype(np.float32)
+
+
+class Engine:
+    def __init__(
+        self,
+        classifier: Classifier,
+        smoothing: int = 3,
+        vad_aggressiveness: int | None = None,
+        min_speech_ratio: float | None = None,
+    ) -> None:
+        spec = classifier.spec
+        self.classifier = classifier
+        self.labels: list[str] = list(spec.labels)
+        vad_cfg = spec.vad
+        self.vad = VoiceActivityDetector(
+            vad_cfg["aggressiveness"] if vad_aggressiveness is None else vad_aggressiveness,
+            vad_cfg["hangover_frames"],
+            vad_cfg["min_level_db"],
+        )
+        self.frontend = FrontEnd(spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad)
+        self.min_speech_ratio = spec.min_speech_ratio if min_speech_ratio is None else min_speech_ratio
+        self.smoother = Smoother(smoothing)
+
+    @property
+    def window_s(self) -> float:
+        return self.frontend.window_s
+
+    @property
+    def hop_s(self) -> float:
+        return self.frontend.hop_s
+
+    @property
+    def stream_s(self) -> float:
+        """Seconds of audio fed since reset."""
+        return self.frontend.total_samples / 16_000
+
+    @property
+    def speech_s(self) -> float:
+        return self.frontend.speech_s
+
+    def warm_up(self) -> None:
+        """Pay one-off costs now (librosa's numba compile, the interpreter's first run).
+
+        Call it before opening a device, and off the UI thread: cold, it takes seconds.
+        """
+        warm_up_features(self.frontend.settings)
+        self.classifier.warm_up()
+
+    def set_smoothing(self, n: int) -> None:
+        self.smoother = Smoother(n)
+
+    def set_vad_aggressiveness(self, level: int) -> None:
+        self.vad.set_aggressiveness(level)
+
+    def reset(self) -> None:
+        self.frontend.reset()
+        self.smoother.reset()
+
+    def feed(self, samples: np.ndarray) -> list[Update]:
+        """Add 16 kHz mono float32 samples; return the updates of the windows they complete."""
+        return [self._classify(window) for window in self.frontend.feed(samples)]
+
+    def _classify(self, window: Window) -> Update:
+        t0 = time.perf_counter()
+        speech = window.speech_ratio >= self.min_speech_ratio
+        raw = self.classifier.predict(window.features) if speech else None
+        smoothed = self.smoother(raw)
+        if smoothed is None:
+            emotion, confidence = None, None
+        else:
+            best = int(np.argmax(smoothed))
+            emotion, confidence = self.labels[best], float(smoothed[best])
+        return Update(
+            start_s=window.start_s,
+            end_s=window.end_s,
+            speech=speech,
+            speech_ratio=window.speech_ratio,
+            level_db=window.level_db,
+            probabilities=smoothed,
+            raw_probabilities=raw,
+            emotion=emotion,
+            confidence=confidence,
+            wall_time=time.time(),
+            compute_ms=(time.perf_counter() - t0) * 1000.0,
+        )

@@ -1,0 +1,134 @@
+"""Sliding windows over a 16 kHz stream: VAD decisions, features and level per window.
+
+The live engine and ``training/`` both take their windows from here, so the model is
+trained on exactly the kind of input it sees live. Windows start every ``hop_s`` seconds
+from the start of the stream; a window's features are computed only when the window is
+complete, and only for the frames no earlier window computed. Which frames are computed
+together therefore depends on the window schedule alone, never on how the caller chunks
+the stream: the same audio gives bit-identical windows whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_live import SAMPLE_RATE
+from ser_live.features import DEFAULT_SETTINGS, FeatureSettings, frame_features, normalise_window
+from ser_live.vad import FRAME_SAMPLES, VoiceActivityDetector
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float
+    end_s: float
+    speech_ratio: float  # fraction of the window's VAD frames that are speech
+    level_db: float  # RMS level of the window, dBFS
+    features: np.ndarray  # (n_frames, n_features), per-window normalised
+
+
+class FrontEnd:
+    """Turns an audio stream into a sequence of ``Window`` objects."""
+
+    def __init__(
+        self,
+        window_s: float,
+        hop_s: float,
+        settings: FeatureSettings = DEFAULT_SETTINGS,
+        vad: VoiceActivityDetector | None = None,
+    ) -> None:
+        self.settings = settings
+        self.window_samples = round(window_s * SAMPLE_RATE)
+        self.hop_samples = round(hop_s * SAMPLE_RATE)
+        if self.hop_samples % settings.hop_length:
+            raise ValueError("the window hop must be a whole number of feature frames")
+        if self.window_samples < settings.n_fft or self.hop_samples <= 0:
+            raise ValueError("window too short or hop not positive")
+        self.frames_per_window = settings.frames_in(self.window_samples)
+        self.vad = vad or VoiceActivityDetector()
+        self.reset()
+
+    def reset(self) -> None:
+        self.vad.reset()
+        self.total_samples = 0
+        self._next_start = 0  # first sample of the next window
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._audio_start = 0  # absolute index of self._audio[0]
+        self._frames = np.zeros((0, self.settings.n_features), dtype=np.float32)
+        self._frames_start = 0  # absolute frame index of self._frames[0]
+        self._vad = np.zeros(0, dtype=bool)
+        self._vad_start = 0  # absolute VAD-frame index of self._vad[0]
+        self.speech_frames = 0  # VAD frames marked speech since reset
+
+    @property
+    def window_s(self) -> float:
+        return self.window_samples / SAMPLE_RATE
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop_samples / SAMPLE_RATE
+
+    @property
+    def speech_s(self) -> float:
+        """Seconds of speech the VAD has heard since reset."""
+        return self.speech_frames * FRAME_SAMPLES / SAMPLE_RATE
+
+    def feed(self, samples: np.ndarray) -> list[Window]:
+        """Add 16 kHz mono samples; return the windows they complete, oldest first."""
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        decisions = self.vad.process(samples)
+        self.speech_frames += int(decisions.sum())
+        self._vad = np.concatenate([self._vad, decisions])
+        self._audio = np.concatenate([self._audio, samples])
+        self.total_samples += len(samples)
+        windows = []
+        while self._next_start + self.window_samples <= self.total_samples:
+            windows.append(self._make_window(self._next_start))
+            self._next_start += self.hop_samples
+            self._trim()
+        return windows
+
+    def _make_window(self, start: int) -> Window:
+        s = self.settings
+        end = start + self.window_samples
+        first_frame = start // s.hop_length
+        last_frame = first_frame + self.frames_per_window  # exclusive
+        have = self._frames_start + len(self._frames)
+        if have < last_frame:
+            begin = max(have, first_frame)
+            lo = begin * s.hop_length - self._audio_start
+            hi = (last_frame - 1) * s.hop_length + s.n_fft - self._audio_start
+            new = frame_features(self._audio[lo:hi], s)
+            if have < first_frame:  # a gap: nothing before this window is needed
+                self._frames, self._frames_start = new, first_frame
+            else:
+                self._frames = np.concatenate([self._frames, new])
+        i0 = first_frame - self._frames_start
+        feats = normalise_window(self._frames[i0 : i0 + self.frames_per_window], s)
+
+        v0 = -(-start // FRAME_SAMPLES) - self._vad_start  # VAD frames wholly inside
+        v1 = end // FRAME_SAMPLES - self._vad_start
+        speech_ratio = float(self._vad[v0:v1].mean()) if v1 > v0 else 0.0
+        chunk = self._audio[start - self._audio_start : end - self._audio_start]
+        power = float(np.mean(chunk.astype(np.float64) ** 2))
+        level_db = 10.0 * np.log10(max(power, 1e-10))
+        return Window(start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level_db, feats)
+
+    def _trim(self) -> None:
+        """Forget what no future window needs, so memory stays flat in long sessions."""
+        start = self._next_start
+        drop = start - self._audio_start
+        if drop > 0:
+            self._audio = self._audio[drop:]
+            self._audio_start = start
+        first_frame = start // self.settings.hop_length
+        drop = min(first_frame - self._frames_start, len(self._frames))
+        if drop > 0:
+            self._frames = self._frames[drop:]
+            self._frames_start += drop
+        first_vad = start // FRAME_SAMPLES
+        drop = min(first_vad - self._vad_start, len(self._vad))
+        if drop > 0:
+            self._vad = self._vad[drop:]
+            self._vad_start += drop

@@ -1,0 +1,222 @@
+"""The emotion model: its sidecar (what it expects) and the LiteRT interpreter that runs it.
+
+A model is a ``.tflite`` file with a ``.json`` sidecar beside it. The sidecar records the
+labels, sample rate, window and hop, feature settings and normalisation the model was
+trained with; ``load_model`` refuses a model whose sidecar disagrees with this code, since
+such a model would run and quietly give wrong answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ser_live import EMOTIONS, SAMPLE_RATE
+from ser_live.errors import ModelError
+from ser_live.features import DEFAULT_SETTINGS, FeatureSettings, Standardiser
+
+SIDECAR_FORMAT = "ser-live-model"
+SIDECAR_VERSION = 1
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ser_cnn_int8.tflite"
+
+
+@dataclass
+class ModelSpec:
+    """The sidecar of a model."""
+
+    labels: list[str]
+    sample_rate: int
+    window_s: float
+    hop_s: float
+    min_speech_ratio: float
+    vad: dict
+    features: dict
+    normalisation: dict
+    input_shape: list[int]
+    model_version: str = "dev"
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    licence: str = ""
+
+    @property
+    def standardiser(self) -> Standardiser:
+        return Standardiser.from_dict(self.normalisation["global"])
+
+    def to_json(self) -> str:
+        data = {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, **self.__dict__}
+        return json.dumps(data, indent=1) + "\n"
+
+    @classmethod
+    def read(cls, path: Path) -> ModelSpec:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"model sidecar missing: {path}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"model sidecar unreadable: {path} ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+            raise ModelError(f"{path}: not a ser-live model sidecar")
+        if data.get("format_version") != SIDECAR_VERSION:
+            raise ModelError(
+                f"{path}: sidecar format {data.get('format_version')} is not supported "
+                f"(this ser-live reads format {SIDECAR_VERSION})"
+            )
+        known = set(cls.__dataclass_fields__)
+        try:
+            spec = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise ModelError(f"{path}: incomplete sidecar ({exc})") from None
+        spec.check(path)
+        return spec
+
+    def check(self, path: Path | str = "sidecar") -> None:
+        """Raise ``ModelError`` unless this model fits this code."""
+        problems = []
+        if list(self.labels) != list(EMOTIONS):
+            problems.append(f"labels {self.labels} differ from {list(EMOTIONS)}")
+        if self.sample_rate != SAMPLE_RATE:
+            problems.append(f"sample rate {self.sample_rate} is not {SAMPLE_RATE}")
+        if self.features != DEFAULT_SETTINGS.to_dict():
+            diff = {
+                k: v for k, v in self.features.items() if DEFAULT_SETTINGS.to_dict().get(k) != v
+            } or self.features
+            problems.append(f"feature settings {diff} differ from this code's")
+        settings = FeatureSettings(**DEFAULT_SETTINGS.to_dict())
+        expected_frames = settings.frames_in(round(self.window_s * SAMPLE_RATE))
+        if list(self.input_shape) != [expected_frames, settings.n_features]:
+            problems.append(
+                f"input shape {self.input_shape} does not fit a {self.window_s} s window "
+                f"({expected_frames} frames of {settings.n_features} features)"
+            )
+        hop = round(self.hop_s * SAMPLE_RATE)
+        if hop <= 0 or hop % settings.hop_length:
+            problems.append(f"hop {self.hop_s} s is not a whole number of 10 ms frames")
+        norm = self.normalisation or {}
+        if norm.get("per_window") != "cepstral-mean-and-level":
+            problems.append(f"per-window normalisation {norm.get('per_window')!r} is unknown")
+        glob = norm.get("global") or {}
+        if (
+            len(glob.get("mean", [])) != settings.n_features
+            or len(glob.get("std", [])) != settings.n_features
+        ):
+            problems.append("global normalisation statistics are missing or the wrong size")
+        if problems:
+            raise ModelError(f"model does not match this ser-live ({path}): " + "; ".join(problems))
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Hide the interpreter's native INFO banner ("Created TensorFlow Lite XNNPACK delegate").
+
+    Failures still surface: they are raised as Python exceptions, with their messages.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def _interpreter_class():
+    """LiteRT first; ``tflite_runtime`` and then full TensorFlow where it is absent."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter
+    except ImportError:
+        raise ModelError("no TFLite interpreter installed: pip install ai-edge-litert") from None
+
+
+class Classifier:
+    """Runs the int8 (or float) TFLite model on one window of features.
+
+    Not thread-safe: one thread owns a Classifier (the engine's worker).
+    """
+
+    def __init__(self, model_path: Path, spec: ModelSpec) -> None:
+        self.path = model_path
+        self.spec = spec
+        self._standardise = spec.standardiser
+        try:
+            with _quiet_native_stderr():
+                self._interp = _interpreter_class()(model_path=str(model_path), num_threads=1)
+                self._interp.allocate_tensors()
+        except ModelError:
+            raise
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            raise ModelError(f"model file unreadable: {model_path} ({reason})") from None
+        inp = self._interp.get_input_details()[0]
+        out = self._interp.get_output_details()[0]
+        if list(inp["shape"][1:]) != list(spec.input_shape):
+            raise ModelError(
+                f"{model_path}: input shape {list(inp['shape'][1:])} differs from its sidecar's "
+                f"{spec.input_shape}"
+            )
+        if out["shape"][-1] != len(spec.labels):
+            raise ModelError(
+                f"{model_path}: {out['shape'][-1]} outputs for {len(spec.labels)} labels"
+            )
+        self._in_index, self._in_dtype = inp["index"], inp["dtype"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_index, self._out_dtype = out["index"], out["dtype"]
+        self._out_scale, self._out_zero = out["quantization"]
+        self.quantized = self._in_dtype == np.int8
+
+    def warm_up(self) -> None:
+        with _quiet_native_stderr():  # XNNPACK may announce itself on the first invoke
+            self.predict(np.zeros(self.spec.input_shape, dtype=np.float32))
+
+    def predict(self, window_features: np.ndarray) -> np.ndarray:
+        """Class probabilities (float32, sum 1) for one per-window-normalised window."""
+        x = self._standardise(window_features)[np.newaxis]
+        if self._in_dtype == np.int8:
+            # Quantise with the input tensor's own scale and zero point.
+            x = np.clip(np.round(x / self._in_scale + self._in_zero), -128, 127).astype(np.int8)
+        else:
+            x = x.astype(self._in_dtype)
+        self._interp.set_tensor(self._in_index, x)
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out_index)[0]
+        if self._out_dtype == np.int8:
+            y = (y.astype(np.float32) - self._out_zero) * self._out_scale
+        y = np.maximum(y.astype(np.float32), 0.0)
+        total = float(y.sum())
+        return y / total if total > 0 else np.full(len(y), 1.0 / len(y), dtype=np.float32)
+
+
+def load_model(model_path: str | Path | None = None) -> Classifier:
+    """Load and check a model and its sidecar; raise ``ModelError`` with one line if unfit."""
+    path = Path(model_path) if model_path else DEFAULT_MODEL
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    spec = ModelSpec.read(sidecar_path(path))
+    return Classifier(path, spec)

@@ -1,0 +1,116 @@
+"""Running a source through the engine: the one loop that files and microphones share.
+
+``run_source`` is synchronous. ``LiveSession`` runs it on a worker thread for the GUI:
+
+* the worker thread owns the source iteration, the engine and the writing of update rows;
+* PortAudio's callback thread only fills the source's queue (see ``sources``);
+* any thread (the UI) may call ``add_marker``, ``stop`` and read ``latest``/``pop_updates``;
+  updates cross to it through a lock-protected list, never by touching the engine.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ser_live.engine import Engine, Update
+from ser_live.errors import SerLiveError
+from ser_live.session_log import SessionLog
+from ser_live.sources import AudioSource
+
+UpdateSink = Callable[[Update], None]
+BlockSink = Callable[[np.ndarray], None]
+
+
+def run_source(
+    source: AudioSource,
+    engine: Engine,
+    on_update: UpdateSink | None = None,
+    on_block: BlockSink | None = None,
+    duration_s: float | None = None,
+) -> int:
+    """Feed every block of ``source`` to ``engine``; return the number of updates."""
+    count = 0
+    fed = 0
+    limit = None if duration_s is None else round(duration_s * 16_000)
+    for block in source.blocks():
+        if limit is not None:
+            block = block[: limit - fed]
+        fed += len(block)
+        if on_block is not None:
+            on_block(block)
+        for update in engine.feed(block):
+            count += 1
+            if on_update is not None:
+                on_update(update)
+        if limit is not None and fed >= limit:
+            source.stop()
+            break
+    return count
+
+
+class LiveSession:
+    """A source, an engine and a session log, run on a worker thread."""
+
+    def __init__(self, engine: Engine, source: AudioSource, log: SessionLog | None) -> None:
+        self.engine = engine
+        self.source = source
+        self.log = log
+        self.error: SerLiveError | None = None
+        self._lock = threading.Lock()
+        self._pending: list[Update] = []
+        self._blocks: list[np.ndarray] = []
+        self._thread = threading.Thread(target=self._run, name="ser-live-session", daemon=True)
+        self.started_at = time.time()
+
+    def start(self) -> None:
+        if self.log:
+            self.log.write_note("event", f"started: {self.source.name}", 0.0, time.time())
+        self._thread.start()
+
+    def _on_update(self, update: Update) -> None:
+        if self.log:
+            self.log.write_update(update)
+        with self._lock:
+            self._pending.append(update)
+
+    def _on_block(self, block: np.ndarray) -> None:
+        with self._lock:
+            self._blocks.append(block)
+
+    def _run(self) -> None:
+        try:
+            run_source(self.source, self.engine, self._on_update, self._on_block)
+        except SerLiveError as exc:
+            self.error = exc
+            if self.log:
+                self.log.write_note("event", f"error: {exc}", self.engine.stream_s, time.time())
+        else:
+            if self.log:
+                self.log.write_note("event", "stopped", self.engine.stream_s, time.time())
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def pop_updates(self) -> tuple[list[Update], list[np.ndarray]]:
+        """Updates and audio blocks since the last call (for the UI's timer)."""
+        with self._lock:
+            updates, blocks = self._pending, self._blocks
+            self._pending, self._blocks = [], []
+        return updates, blocks
+
+    def add_marker(self, note: str) -> float:
+        """Stamp a note into the log at the current stream time; returns that time."""
+        at = self.engine.stream_s
+        if self.log:
+            self.log.write_note("marker", note, at, time.time())
+        return at
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.source.stop()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)

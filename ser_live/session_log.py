@@ -1,0 +1,128 @@
+"""CSV writers: the live session log, and the timeline and summary of ``analyze``.
+
+Every row is flushed (and fsync'ed for the session log) as it is written, so a crash, a
+killed process or a pulled device loses at most the row being written. The session log
+may be written from two threads (updates from the worker, markers from the UI): a lock
+serialises rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+import threading
+from pathlib import Path
+from typing import IO
+
+from ser_live.engine import Update
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def probability_cells(update: Update, n_labels: int) -> list[str]:
+    if update.probabilities is None:
+        return [""] * n_labels
+    return [fmt(float(p)) for p in update.probabilities]
+
+
+class SessionLog:
+    """The live session log: one row per window, marker or event, written as it happens."""
+
+    def __init__(self, path: str | Path, labels: list[str], source: str = "") -> None:
+        self.path = Path(path)
+        self.labels = labels
+        self.source = source
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file: IO[str] | None = open(self.path, "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            from ser_live.errors import SerLiveError
+
+            raise SerLiveError(f"cannot write session log {self.path}: {exc.strerror}") from None
+        self._writer = csv.writer(self._file)
+        self._row(self.header())
+
+    def header(self) -> list[str]:
+        return [
+            "timestamp",
+            "kind",
+            "source",
+            "start_s",
+            "end_s",
+            "speech",
+            "speech_ratio",
+            "level_db",
+            "emotion",
+            "confidence",
+            *[f"p_{label}" for label in self.labels],
+            "note",
+        ]
+
+    def _row(self, row: list[str]) -> None:
+        with self._lock:
+            if self._file is None:
+                return
+            self._writer.writerow(row)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    @staticmethod
+    def _timestamp(wall_time: float) -> str:
+        return dt.datetime.fromtimestamp(wall_time).astimezone().isoformat(timespec="milliseconds")
+
+    def write_update(self, update: Update) -> None:
+        self._row(
+            [
+                self._timestamp(update.wall_time),
+                "window",
+                self.source,
+                fmt(update.start_s, 2),
+                fmt(update.end_s, 2),
+                "1" if update.speech else "0",
+                fmt(update.speech_ratio, 2),
+                fmt(update.level_db, 1),
+                update.emotion or "",
+                fmt(update.confidence),
+                *probability_cells(update, len(self.labels)),
+                "",
+            ]
+        )
+
+    def write_note(self, kind: str, note: str, stream_s: float | None, wall_time: float) -> None:
+        """A marker the user stamped, or an event (device lost, session started/stopped)."""
+        stamp = fmt(stream_s, 2)
+        self._row(
+            [self._timestamp(wall_time), kind, self.source, stamp, stamp, "", "", "", "", "",
+             *[""] * len(self.labels), note]
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class TableWriter:
+    """A CSV file (or stdout) written row by row and flushed, for ``analyze``."""
+
+    def __init__(self, path: str | Path, header: list[str]) -> None:
+        from ser_live.errors import SerLiveError
+
+        try:
+            self._file = open(path, "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise SerLiveError(f"cannot write {path}: {exc.strerror}") from None
+        self._writer = csv.writer(self._file)
+        self.write(header)
+
+    def write(self, row: list) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

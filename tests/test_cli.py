@@ -1,0 +1,138 @@
+"""The command line, as a user runs it: output files, formats and bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_live import EMOTIONS
+from tests.conftest import CORPUS, SPEECH_CLIP, assert_one_line_error, run_cli, write_audio
+
+P_COLS = [f"p_{e}" for e in EMOTIONS]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("command", [[], ["devices"], ["listen"], ["analyze"], ["gui"]])
+def test_help(command):
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0
+    assert "usage: ser-live" in proc.stdout
+
+
+def test_analyze_writes_timeline_and_summary(tmp_path):
+    timeline, summary = tmp_path / "t.csv", tmp_path / "s.csv"
+    proc = run_cli("analyze", str(CORPUS), "--timeline", str(timeline), "--summary", str(summary))
+    # Two TESS words are shorter than one window: reported, and the other ten analysed.
+    assert proc.returncode == 3, proc.stderr
+    rows = read_csv(summary)
+    assert len(rows) == 12  # folders are searched recursively, WAV and FLAC alike
+    assert list(rows[0]) == ["file", "duration_s", "speech_s", "emotion", "confidence", *P_COLS, "error"]
+    short = {Path(r["file"]).name for r in rows if r["error"]}
+    assert short == {"OAF_back_angry.wav", "YAF_back_happy.wav"}
+    for row in rows:
+        if row["error"]:
+            assert "shorter than one 2 s window" in row["error"]
+            assert row["emotion"] == "" and row["p_neutral"] == ""
+            continue
+        probs = np.array([float(row[c]) for c in P_COLS])
+        assert abs(probs.sum() - 1) < 1e-3
+        assert row["emotion"] == EMOTIONS[int(probs.argmax())]
+        assert 0 < float(row["speech_s"]) <= float(row["duration_s"])
+    windows = read_csv(timeline)
+    assert list(windows[0]) == ["file", "start_s", "end_s", "speech", "emotion", "confidence", *P_COLS]
+    clip_rows = [w for w in windows if w["file"].endswith(SPEECH_CLIP.name)]
+    assert [float(w["start_s"]) for w in clip_rows] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert all(float(w["end_s"]) - float(w["start_s"]) == 2.0 for w in clip_rows)
+    assert any(w["speech"] == "1" for w in clip_rows)
+    for w in windows:
+        assert (w["emotion"] == "") == (w["speech"] == "0")
+
+
+def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
+    good = tmp_path / "good"
+    good.mkdir()
+    bad = {
+        "empty.wav": b"",
+        "text.wav": b"this is not audio at all\n" * 100,
+        "random.flac": np.random.default_rng(0).bytes(20000),
+    }
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    truncated = write_audio(tmp_path / "truncated.flac", speech)
+    truncated.write_bytes(truncated.read_bytes()[: len(truncated.read_bytes()) // 2])
+    write_audio(tmp_path / "short.wav", speech[:16000])
+    write_audio(tmp_path / "silent.wav", np.zeros(16000 * 4, dtype=np.float32))
+    # Every rate from 8 to 96 kHz and 1 to 8 channels is accepted.
+    import librosa
+
+    for rate, channels in ((8000, 1), (22050, 2), (44100, 6), (96000, 8)):
+        y = librosa.resample(speech, orig_sr=16000, target_sr=rate)
+        write_audio(good / f"r{rate}_c{channels}.wav", np.tile(y[:, None], (1, channels)), rate)
+    summary = tmp_path / "summary.csv"
+    missing = tmp_path / "missing.wav"
+    proc = run_cli("analyze", str(tmp_path), str(missing), "--summary", str(summary))
+    assert proc.returncode == 3, proc.stderr  # some files failed, the rest were analysed
+    assert_one_line_error(proc)
+    rows = {Path(r["file"]).name: r for r in read_csv(summary)}
+    for name in ("empty.wav", "text.wav", "random.flac", "short.wav", "missing.wav"):
+        assert rows[name]["error"], name
+        assert name in proc.stderr
+    assert "shorter than one 2 s window" in rows["short.wav"]["error"]
+    assert rows["silent.wav"]["error"] == "" and rows["silent.wav"]["emotion"] == ""
+    assert float(rows["silent.wav"]["speech_s"]) == 0
+    verdicts = set()
+    for name in ("r8000_c1.wav", "r22050_c2.wav", "r44100_c6.wav", "r96000_c8.wav"):
+        assert rows[name]["error"] == "", rows[name]
+        assert float(rows[name]["duration_s"]) == pytest.approx(len(speech) / 16000, abs=0.05)
+        verdicts.add(rows[name]["emotion"])
+    # A truncated FLAC is either reported or analysed up to the cut, never a crash.
+    assert rows["truncated.flac"]["error"] or float(rows["truncated.flac"]["duration_s"]) > 0
+    # Resampled copies of one recording mostly agree (8 kHz loses the top band).
+    assert len(verdicts) <= 2
+
+
+def test_all_bad_is_a_failure(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"nope")
+    proc = run_cli("analyze", str(tmp_path / "a.wav"), str(tmp_path / "b.wav"))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    proc = run_cli("analyze", str(tmp_path / "empty_dir_that_is_missing"))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+
+
+def test_split_channels_analyses_each_side(tmp_path, speech):
+    rng = np.random.default_rng(2)
+    quiet = rng.standard_normal(len(speech)).astype(np.float32) * 1e-4
+    call = write_audio(tmp_path / "call.wav", np.stack([speech, quiet], axis=1))
+    summary, timeline = tmp_path / "s.csv", tmp_path / "t.csv"
+    proc = run_cli("analyze", str(call), "--channels", "split", "--summary", str(summary),
+                   "--timeline", str(timeline))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(summary)
+    assert [r["channel"] for r in rows] == ["1", "2"]
+    assert rows[0]["emotion"] in EMOTIONS and float(rows[0]["speech_s"]) > 1
+    assert rows[1]["emotion"] == "" and float(rows[1]["speech_s"]) == 0
+    assert {r["channel"] for r in read_csv(timeline)} == {"1", "2"}
+
+
+def test_missing_device_is_one_line(tmp_path):
+    proc = run_cli("listen", "--device", "no-such-device-anywhere", "--duration", "1")
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    proc = run_cli("listen", "--device", "999", "--duration", "1")
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--summary", str(tmp_path / "no" / "dir" / "s.csv"))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)

@@ -1,0 +1,95 @@
+"""The shipped model and its sidecar; models that do not fit this code are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_live import EMOTIONS
+from ser_live.errors import ModelError
+from ser_live.features import DEFAULT_SETTINGS
+from ser_live.model import DEFAULT_MODEL, load_model
+from tests.conftest import assert_one_line_error, run_cli
+
+
+def test_shipped_model_is_int8_small_and_matches_the_code(classifier):
+    assert DEFAULT_MODEL.stat().st_size < 1024 * 1024
+    assert classifier.quantized
+    spec = classifier.spec
+    assert spec.labels == list(EMOTIONS)
+    assert spec.features == DEFAULT_SETTINGS.to_dict()
+    assert spec.input_shape == [197, DEFAULT_SETTINGS.n_features]
+    assert "NC" in spec.licence  # the corpora are non-commercial, so is the model
+
+
+def test_prediction_is_a_distribution(classifier, speech):
+    from ser_live.features import frame_features, normalise_window
+
+    probs = classifier.predict(normalise_window(frame_features(speech[8000:40000])))
+    assert probs.shape == (len(EMOTIONS),)
+    assert probs.min() >= 0 and abs(probs.sum() - 1) < 1e-5
+
+
+@pytest.fixture
+def model_copy(tmp_path) -> Path:
+    target = tmp_path / "model.tflite"
+    shutil.copy(DEFAULT_MODEL, target)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), target.with_suffix(".json"))
+    return target
+
+
+def edit_sidecar(model: Path, change) -> None:
+    path = model.with_suffix(".json")
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(labels=list(reversed(d["labels"]))), "labels"),
+        (lambda d: d["features"].update(n_mfcc=20), "feature settings"),
+        (lambda d: d["features"].update(version=0), "feature settings"),
+        (lambda d: d.update(sample_rate=8000), "sample rate"),
+        (lambda d: d.update(window_s=3.0), "input shape"),
+        (lambda d: d.update(hop_s=0.123), "hop"),
+        (lambda d: d["normalisation"].update(per_window="none"), "normalisation"),
+        (lambda d: d["normalisation"]["global"].update(mean=[0.0]), "normalisation"),
+        (lambda d: d.update(format_version=99), "format"),
+        (lambda d: d.pop("features"), "incomplete"),
+    ],
+)
+def test_a_sidecar_that_disagrees_is_refused(model_copy, change, message):
+    edit_sidecar(model_copy, change)
+    with pytest.raises(ModelError, match=message):
+        load_model(model_copy)
+
+
+def test_missing_or_corrupt_files_are_refused(model_copy):
+    model_copy.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable"):
+        load_model(model_copy)
+    model_copy.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="sidecar missing"):
+        load_model(model_copy)
+    with pytest.raises(ModelError, match="not found"):
+        load_model(model_copy.with_name("nothing.tflite"))
+
+
+def test_corrupt_model_file_is_refused(model_copy):
+    model_copy.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ModelError, match="unreadable"):
+        load_model(model_copy)
+
+
+def test_cli_reports_a_bad_model_in_one_line(model_copy):
+    edit_sidecar(model_copy, lambda d: d["features"].update(n_mels=40))
+    proc = run_cli("analyze", "--model", str(model_copy), "tests/fixtures/corpus")
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    assert "feature settings" in proc.stderr

@@ -1,0 +1,1 @@
+"""Builds ser-live's model from labelled corpora: ``python -m training --help``."""

@@ -1,0 +1,76 @@
+"""Command line of the training pipeline: ``python -m training --help``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from training.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Train ser-live's emotion model on RAVDESS and TESS (WAV or FLAC, original "
+        "layouts), report speaker-independent scores and export the int8 model.",
+    )
+    parser.add_argument(
+        "data",
+        nargs="+",
+        type=Path,
+        help="folders holding RAVDESS Actor_* folders and/or TESS speaker folders",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where this run writes (default: training/runs/<date-time>)",
+    )
+    parser.add_argument("--config", type=Path, help="a config.json to start from")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--augment", type=int, help="augmented copies per training clip")
+    parser.add_argument("--models", help="comma-separated subset of cnn,lstm,svm")
+    parser.add_argument(
+        "--max-clips-per-speaker",
+        type=int,
+        help="use a small balanced subset (quick checks, tests)",
+    )
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="also write the model, sidecar and model-card figures to models/",
+    )
+    args = parser.parse_args(argv)
+
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    for name, value in (
+        ("seed", args.seed),
+        ("epochs", args.epochs),
+        ("n_augment", args.augment),
+        ("max_clips_per_speaker", args.max_clips_per_speaker),
+    ):
+        if value is not None:
+            setattr(cfg, name, value)
+    if args.models:
+        cfg.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for folder in args.data:
+        if not folder.is_dir():
+            print(f"python -m training: error: no such folder: {folder}", file=sys.stderr)
+            return 2
+    run_dir = args.run_dir or ROOT / "training" / "runs" / dt.datetime.now().strftime(
+        "%Y%m%d-%H%M%S"
+    )
+
+    from training.pipeline import run
+
+    run(args.data, run_dir, cfg, ROOT / "models" if args.install else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""One configuration shared by every training step; each run saves a copy of it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 1234
+    # The engine's windowing: the sidecar hands these to the runtime.
+    window_s: float = 2.0
+    hop_s: float = 0.5
+    min_speech_ratio: float = 0.5
+    vad_aggressiveness: int = 2
+    vad_hangover_frames: int = 8
+    vad_min_level_db: float = -55.0
+    # Augmented copies of each training clip, besides the clean one.
+    n_augment: int = 2
+    # Neural models.
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    l2: float = 1e-4
+    dropout: float = 0.4
+    patience: int = 8
+    # Speaker-independent evaluation.
+    folds: int = 4
+    models: list[str] = field(default_factory=lambda: ["cnn", "lstm", "svm"])
+    workers: int = 2
+    # Limit clips per corpus (None: all). For the fixture test and quick looks only.
+    max_clips_per_speaker: int | None = None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        return cls(**json.loads(path.read_text()))

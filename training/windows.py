@@ -1,0 +1,145 @@
+"""Clips to training windows, through the live engine's own front end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ser_live import SAMPLE_RATE
+from ser_live.audio_io import load_audio
+from ser_live.features import DEFAULT_SETTINGS
+from ser_live.frontend import FrontEnd
+from ser_live.vad import VoiceActivityDetector
+from training.augment import Augmenter
+from training.config import TrainConfig
+from training.corpora import Utterance
+
+NOISE_FLOOR_DBFS = -75.0
+
+
+def make_frontend(cfg: TrainConfig) -> FrontEnd:
+    vad = VoiceActivityDetector(
+        cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db
+    )
+    return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad)
+
+
+def place_in_room_tone(
+    samples: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Put the clip at a random offset inside faint noise, at least one window long.
+
+    Live, speech is surrounded by room tone, and windows fall at any phase of an utterance;
+    this gives short clips (TESS words) whole windows and shifts every clip by a random
+    part of the hop. The floor is faint noise, not digital silence, as from any microphone.
+    """
+    lead = int(rng.integers(0, round(cfg.hop_s * SAMPLE_RATE)))
+    total = max(len(samples), round((cfg.window_s + cfg.hop_s) * SAMPLE_RATE)) + lead
+    out = rng.standard_normal(total).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
+    start = lead + (total - lead - len(samples)) // 2
+    out[start : start + len(samples)] += samples
+    return out
+
+
+def clip_windows(samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd) -> np.ndarray:
+    """The windows the live engine would classify (enough speech), else the most speechy one."""
+    frontend.reset()
+    windows = frontend.feed(samples)
+    if not windows:
+        return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
+    keep = [w for w in windows if w.speech_ratio >= cfg.min_speech_ratio]
+    if not keep:
+        keep = [max(windows, key=lambda w: w.speech_ratio)]
+    return np.stack([w.features for w in keep])
+
+
+_worker: dict = {}
+
+
+def _init_worker(cfg: TrainConfig) -> None:
+    _worker["cfg"] = cfg
+    _worker["frontend"] = make_frontend(cfg)
+    _worker["augment"] = Augmenter()
+
+
+def _process(task: tuple[int, str, int, int]) -> tuple[int, int, np.ndarray]:
+    index, path, copy, seed = task
+    cfg = _worker["cfg"]
+    rng = np.random.default_rng(seed)
+    samples = place_in_room_tone(load_audio(path), cfg, rng)
+    if copy > 0:
+        samples = _worker["augment"](samples, seed)
+        short = round(cfg.window_s * SAMPLE_RATE) - len(samples)
+        if short > 0:  # a faster time stretch can leave less than one window
+            floor = rng.standard_normal(short).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
+            samples = np.concatenate([samples, floor])
+    return index, copy, clip_windows(samples, cfg, _worker["frontend"])
+
+
+def cache_key(cfg: TrainConfig, utterances: list[Utterance], n_copies: int) -> str:
+    payload = {
+        "features": DEFAULT_SETTINGS.to_dict(),
+        "window": [cfg.window_s, cfg.hop_s, cfg.min_speech_ratio],
+        "vad": [cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db],
+        "seed": cfg.seed,
+        "copies": n_copies,
+        "clips": [u.path for u in utterances],
+        "augment": Path(__file__).with_name("augment.py").read_text(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def extract_windows(
+    utterances: list[Utterance], cfg: TrainConfig, cache_dir: Path | None = None
+) -> dict[str, np.ndarray]:
+    """Windows of every clip: the clean copy (copy 0) and ``cfg.n_augment`` augmented ones.
+
+    Returns arrays ``x`` (windows), ``clip`` (index into ``utterances``) and ``copy``.
+    Deterministic given the seed: each (clip, copy) has its own seed.
+    """
+    n_copies = 1 + cfg.n_augment
+    cache = None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache = cache_dir / f"windows-{cache_key(cfg, utterances, n_copies)}.npz"
+        if cache.exists():
+            with np.load(cache) as data:
+                return {k: data[k] for k in data.files}
+    tasks = [
+        (i, utt.path, copy, cfg.seed * 1_000_003 + i * 101 + copy)
+        for i, utt in enumerate(utterances)
+        for copy in range(n_copies)
+    ]
+    results: dict[tuple[int, int], np.ndarray] = {}
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+        for index, copy, x in tqdm(
+            pool.imap_unordered(_process, tasks, chunksize=16),
+            total=len(tasks),
+            desc="windows",
+            unit="clip",
+        ):
+            results[(index, copy)] = x
+    xs, clips, copies = [], [], []
+    for (index, copy), x in sorted(results.items()):
+        xs.append(x)
+        clips.append(np.full(len(x), index, dtype=np.int32))
+        copies.append(np.full(len(x), copy, dtype=np.int8))
+    out = {
+        "x": np.concatenate(xs).astype(np.float32),
+        "clip": np.concatenate(clips),
+        "copy": np.concatenate(copies),
+    }
+    if cache is not None:
+        np.savez(cache, **out)
+    return out
+
+
+def config_summary(cfg: TrainConfig) -> dict:
+    return asdict(cfg)
