@@ -20,11 +20,20 @@ def _device_arg(text: str) -> int | str:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="a .tflite model with its .json sidecar")
-    parser.add_argument("--smoothing", type=int, default=3, metavar="N",
-                        help="average the last N speech windows (1: off; default 3)")
-    parser.add_argument("--vad", type=int, choices=range(4), metavar="0-3",
-                        help="VAD aggressiveness, 0 (keeps most) to 3 (strictest); "
-                        "default: the model's")
+    parser.add_argument(
+        "--smoothing",
+        type=int,
+        default=3,
+        metavar="N",
+        help="average the last N speech windows (1: off; default 3)",
+    )
+    parser.add_argument(
+        "--vad",
+        type=int,
+        choices=range(4),
+        metavar="0-3",
+        help="VAD aggressiveness, 0 (keeps most) to 3 (strictest); default: the model's",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,31 +44,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    gui = sub.add_parser("gui", help="open the desktop app (the default)",
-                         description="Open the desktop app.")
+    gui = sub.add_parser(
+        "gui", help="open the desktop app (the default)", description="Open the desktop app."
+    )
     gui.add_argument("--model", type=Path, help="a .tflite model with its .json sidecar")
     gui.add_argument("--file", type=Path, help="open this recording at start")
 
-    sub.add_parser("devices", help="list the audio input devices",
-                   description="List the audio input devices PortAudio sees.")
+    sub.add_parser(
+        "devices",
+        help="list the audio input devices",
+        description="List the audio input devices PortAudio sees.",
+    )
 
     listen = sub.add_parser(
-        "listen", help="monitor an input device from the terminal",
-        description="Monitor an input device: one line per update, and the session CSV.")
-    listen.add_argument("--device", type=_device_arg,
-                        help="input device index or name (default: the system default)")
+        "listen",
+        help="monitor an input device from the terminal",
+        description="Monitor an input device: one line per update, and the session CSV.",
+    )
+    listen.add_argument(
+        "--device",
+        type=_device_arg,
+        help="input device index or name (default: the system default)",
+    )
     listen.add_argument("--csv", type=Path, help="write the session log here as it happens")
     listen.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
     _add_model_options(listen)
 
     analyze = sub.add_parser(
-        "analyze", help="analyse recordings",
-        description="Analyse recordings (files and folders, recursively) through the live path.")
+        "analyze",
+        help="analyse recordings",
+        description="Analyse recordings (files and folders, recursively) through the live path.",
+    )
     analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     analyze.add_argument("--timeline", type=Path, metavar="FILE", help="CSV: one row per window")
     analyze.add_argument("--summary", type=Path, metavar="FILE", help="CSV: one row per file")
-    analyze.add_argument("--channels", choices=("mix", "split"), default="mix",
-                         help="mix: down-mix (default); split: each channel on its own")
+    analyze.add_argument(
+        "--channels",
+        choices=("mix", "split"),
+        default="mix",
+        help="mix: down-mix (default); split: each channel on its own",
+    )
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(analyze)
     return parser
@@ -82,8 +106,10 @@ def cmd_devices(args) -> int:
         print("no audio input devices found", file=sys.stderr)
         return 1
     for d in devices:
-        print(f"{d['index']:3d}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, "
-              f"{d['samplerate']:.0f} Hz)")
+        print(
+            f"{d['index']:3d}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, "
+            f"{d['samplerate']:.0f} Hz)"
+        )
     return 0
 
 
@@ -96,23 +122,34 @@ def cmd_listen(args) -> int:
     source = MicrophoneSource(args.device)
     engine.warm_up()
     log = SessionLog(args.csv, engine.labels, source.name) if args.csv else None
-    print(f"listening on {source.name!r} ({source.samplerate} Hz); Ctrl+C stops",
-          file=sys.stderr)
+    started = False
+
+    def on_block(block) -> None:
+        nonlocal started
+        if not started:  # the device is open and delivering: say so, and log it
+            started = True
+            print(
+                f"listening on {source.name!r} ({source.samplerate} Hz); Ctrl+C stops",
+                file=sys.stderr,
+                flush=True,
+            )
+            if log:
+                log.write_note("event", f"started: {source.name}", 0.0, time.time())
 
     def show(update) -> None:
         if log:
             log.write_update(update)
         if update.speech:
-            print(f"{update.end_s:8.1f}s  speech   {update.emotion:<10} {update.confidence:.2f}",
-                  flush=True)
+            print(
+                f"{update.end_s:8.1f}s  speech   {update.emotion:<10} {update.confidence:.2f}",
+                flush=True,
+            )
         else:
             print(f"{update.end_s:8.1f}s  silence", flush=True)
 
     signal.signal(signal.SIGTERM, lambda *_: source.stop())
-    if log:
-        log.write_note("event", f"started: {source.name}", 0.0, time.time())
     try:
-        run_source(source, engine, show, duration_s=args.duration)
+        run_source(source, engine, show, on_block, duration_s=args.duration)
     except KeyboardInterrupt:
         source.stop()
     except SerLiveError as exc:
@@ -121,8 +158,12 @@ def cmd_listen(args) -> int:
         raise
     finally:
         if log:
-            log.write_note("event", f"stopped; {source.dropped_blocks} blocks dropped",
-                           engine.stream_s, time.time())
+            log.write_note(
+                "event",
+                f"stopped; {source.dropped_blocks} blocks dropped",
+                engine.stream_s,
+                time.time(),
+            )
             log.close()
     return 0
 
@@ -140,17 +181,31 @@ def cmd_analyze(args) -> int:
     chan_col = ["channel"] if split else []
     timeline = summary = None
     if args.timeline:
-        timeline = TableWriter(args.timeline, ["file", *chan_col, "start_s", "end_s", "speech",
-                                               "emotion", "confidence", *p_cols])
+        timeline = TableWriter(
+            args.timeline,
+            ["file", *chan_col, "start_s", "end_s", "speech", "emotion", "confidence", *p_cols],
+        )
     if args.summary:
-        summary = TableWriter(args.summary, ["file", *chan_col, "duration_s", "speech_s",
-                                             "emotion", "confidence", *p_cols, "error"])
+        summary = TableWriter(
+            args.summary,
+            [
+                "file",
+                *chan_col,
+                "duration_s",
+                "speech_s",
+                "emotion",
+                "confidence",
+                *p_cols,
+                "error",
+            ],
+        )
     files = list(find_audio_files(args.paths))
     if not files:
         raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
     failed = analysed = 0
-    progress = tqdm(files, unit="file", disable=args.no_progress or len(files) < 2,
-                    file=sys.stderr, leave=False)
+    progress = tqdm(
+        files, unit="file", disable=args.no_progress or len(files) < 2, file=sys.stderr, leave=False
+    )
     for path in progress:
         progress.set_postfix_str(path.name[-30:])
         channels = list(range(channel_count(path))) if split else [None]
@@ -159,9 +214,18 @@ def cmd_analyze(args) -> int:
 
             def row(update, path=path, ch=ch) -> None:
                 if timeline:
-                    timeline.write([str(path), *ch, f"{update.start_s:.2f}", f"{update.end_s:.2f}",
-                                    int(update.speech), update.emotion or "",
-                                    fmt(update.confidence), *probability_cells(update, len(labels))])
+                    timeline.write(
+                        [
+                            str(path),
+                            *ch,
+                            f"{update.start_s:.2f}",
+                            f"{update.end_s:.2f}",
+                            int(update.speech),
+                            update.emotion or "",
+                            fmt(update.confidence),
+                            *probability_cells(update, len(labels)),
+                        ]
+                    )
 
             result = analyze_file(path, engine, channel, on_update=row)
             if result.error:
@@ -172,18 +236,25 @@ def cmd_analyze(args) -> int:
             mean = result.speech_probabilities
             best = None if mean is None else int(mean.argmax())
             if summary:
-                summary.write([
-                    str(path), *ch, f"{result.duration_s:.2f}", f"{result.speech_s:.2f}",
-                    "" if best is None else labels[best],
-                    "" if best is None else f"{mean[best]:.4f}",
-                    *(["" for _ in labels] if mean is None else [f"{p:.4f}" for p in mean]),
-                    result.error or "",
-                ])
+                summary.write(
+                    [
+                        str(path),
+                        *ch,
+                        f"{result.duration_s:.2f}",
+                        f"{result.speech_s:.2f}",
+                        "" if best is None else labels[best],
+                        "" if best is None else f"{mean[best]:.4f}",
+                        *(["" for _ in labels] if mean is None else [f"{p:.4f}" for p in mean]),
+                        result.error or "",
+                    ]
+                )
             if not result.error and not (timeline or summary):
                 name = f"{path}" + (f" [channel {channel + 1}]" if split else "")
                 verdict = "no speech" if best is None else f"{labels[best]} {mean[best]:.2f}"
-                progress.write(f"{name}: {verdict} ({result.speech_s:.1f} s speech of "
-                               f"{result.duration_s:.1f} s)")
+                progress.write(
+                    f"{name}: {verdict} ({result.speech_s:.1f} s speech of "
+                    f"{result.duration_s:.1f} s)"
+                )
     for writer in (timeline, summary):
         if writer:
             writer.close()
@@ -205,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "gui"
-    handlers = {"devices": cmd_devices, "listen": cmd_listen, "analyze": cmd_analyze,
-                "gui": cmd_gui}
+    handlers = {
+        "devices": cmd_devices,
+        "listen": cmd_listen,
+        "analyze": cmd_analyze,
+        "gui": cmd_gui,
+    }
     if args.command is None:
         args.model, args.file = None, None
     try:

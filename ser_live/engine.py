@@ -78,7 +78,9 @@ class Engine:
             vad_cfg["min_level_db"],
         )
         self.frontend = FrontEnd(spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad)
-        self.min_speech_ratio = spec.min_speech_ratio if min_speech_ratio is None else min_speech_ratio
+        self.min_speech_ratio = (
+            spec.min_speech_ratio if min_speech_ratio is None else min_speech_ratio
+        )
         self.smoother = Smoother(smoothing)
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -55,23 +56,46 @@ def run_source(
 class LiveSession:
     """A source, an engine and a session log, run on a worker thread."""
 
-    def __init__(self, engine: Engine, source: AudioSource, log: SessionLog | None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        source: AudioSource,
+        log: SessionLog | None,
+        time_offset_s: float = 0.0,
+    ) -> None:
+        """``time_offset_s``: where this run starts on the session's clock, so a session
+        resumed after a pause or on another device continues one timeline and one log."""
         self.engine = engine
+        self.time_offset_s = time_offset_s
         self.source = source
         self.log = log
         self.error: SerLiveError | None = None
         self._lock = threading.Lock()
         self._pending: list[Update] = []
         self._blocks: list[np.ndarray] = []
+        self._requests: list[Callable[[Engine], None]] = []
         self._thread = threading.Thread(target=self._run, name="ser-live-session", daemon=True)
         self.started_at = time.time()
 
+    @property
+    def session_s(self) -> float:
+        """The session clock: this run's audio so far, after the offset."""
+        return self.time_offset_s + self.engine.stream_s
+
     def start(self) -> None:
         if self.log:
-            self.log.write_note("event", f"started: {self.source.name}", 0.0, time.time())
+            self.log.write_note(
+                "event", f"started: {self.source.name}", self.session_s, time.time()
+            )
         self._thread.start()
 
     def _on_update(self, update: Update) -> None:
+        if self.time_offset_s:
+            update = replace(
+                update,
+                start_s=update.start_s + self.time_offset_s,
+                end_s=update.end_s + self.time_offset_s,
+            )
         if self.log:
             self.log.write_update(update)
         with self._lock:
@@ -80,6 +104,14 @@ class LiveSession:
     def _on_block(self, block: np.ndarray) -> None:
         with self._lock:
             self._blocks.append(block)
+            requests, self._requests = self._requests, []
+        for request in requests:  # settings changes, applied by the engine's own thread
+            request(self.engine)
+
+    def configure(self, request: Callable[[Engine], None]) -> None:
+        """Have the worker apply ``request(engine)`` between two blocks (any thread)."""
+        with self._lock:
+            self._requests.append(request)
 
     def _run(self) -> None:
         try:
@@ -87,10 +119,10 @@ class LiveSession:
         except SerLiveError as exc:
             self.error = exc
             if self.log:
-                self.log.write_note("event", f"error: {exc}", self.engine.stream_s, time.time())
+                self.log.write_note("event", f"error: {exc}", self.session_s, time.time())
         else:
             if self.log:
-                self.log.write_note("event", "stopped", self.engine.stream_s, time.time())
+                self.log.write_note("event", "stopped", self.session_s, time.time())
 
     @property
     def running(self) -> bool:
@@ -105,7 +137,7 @@ class LiveSession:
 
     def add_marker(self, note: str) -> float:
         """Stamp a note into the log at the current stream time; returns that time."""
-        at = self.engine.stream_s
+        at = self.session_s  # an int read of the worker's counter: safe without the lock
         if self.log:
             self.log.write_note("marker", note, at, time.time())
         return at

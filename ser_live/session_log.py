@@ -96,8 +96,20 @@ class SessionLog:
         """A marker the user stamped, or an event (device lost, session started/stopped)."""
         stamp = fmt(stream_s, 2)
         self._row(
-            [self._timestamp(wall_time), kind, self.source, stamp, stamp, "", "", "", "", "",
-             *[""] * len(self.labels), note]
+            [
+                self._timestamp(wall_time),
+                kind,
+                self.source,
+                stamp,
+                stamp,
+                "",
+                "",
+                "",
+                "",
+                "",
+                *[""] * len(self.labels),
+                note,
+            ]
         )
 
     def close(self) -> None:

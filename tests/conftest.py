@@ -41,7 +41,9 @@ def speech() -> np.ndarray:
     return load_audio(SPEECH_CLIP)
 
 
-def write_audio(path: Path, samples: np.ndarray, rate: int = 16_000, subtype: str | None = None) -> Path:
+def write_audio(
+    path: Path, samples: np.ndarray, rate: int = 16_000, subtype: str | None = None
+) -> Path:
     sf.write(str(path), samples, rate, subtype=subtype)
     return path
 
@@ -49,9 +51,7 @@ def write_audio(path: Path, samples: np.ndarray, rate: int = 16_000, subtype: st
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would."""
     exe = shutil.which("ser-live", path=str(Path(sys.executable).parent)) or "ser-live"
-    return subprocess.run(
-        [exe, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess) -> None:

@@ -33,7 +33,15 @@ def test_analyze_writes_timeline_and_summary(tmp_path):
     assert proc.returncode == 3, proc.stderr
     rows = read_csv(summary)
     assert len(rows) == 12  # folders are searched recursively, WAV and FLAC alike
-    assert list(rows[0]) == ["file", "duration_s", "speech_s", "emotion", "confidence", *P_COLS, "error"]
+    assert list(rows[0]) == [
+        "file",
+        "duration_s",
+        "speech_s",
+        "emotion",
+        "confidence",
+        *P_COLS,
+        "error",
+    ]
     short = {Path(r["file"]).name for r in rows if r["error"]}
     assert short == {"OAF_back_angry.wav", "YAF_back_happy.wav"}
     for row in rows:
@@ -46,7 +54,15 @@ def test_analyze_writes_timeline_and_summary(tmp_path):
         assert row["emotion"] == EMOTIONS[int(probs.argmax())]
         assert 0 < float(row["speech_s"]) <= float(row["duration_s"])
     windows = read_csv(timeline)
-    assert list(windows[0]) == ["file", "start_s", "end_s", "speech", "emotion", "confidence", *P_COLS]
+    assert list(windows[0]) == [
+        "file",
+        "start_s",
+        "end_s",
+        "speech",
+        "emotion",
+        "confidence",
+        *P_COLS,
+    ]
     clip_rows = [w for w in windows if w["file"].endswith(SPEECH_CLIP.name)]
     assert [float(w["start_s"]) for w in clip_rows] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert all(float(w["end_s"]) - float(w["start_s"]) == 2.0 for w in clip_rows)
@@ -113,8 +129,16 @@ def test_split_channels_analyses_each_side(tmp_path, speech):
     quiet = rng.standard_normal(len(speech)).astype(np.float32) * 1e-4
     call = write_audio(tmp_path / "call.wav", np.stack([speech, quiet], axis=1))
     summary, timeline = tmp_path / "s.csv", tmp_path / "t.csv"
-    proc = run_cli("analyze", str(call), "--channels", "split", "--summary", str(summary),
-                   "--timeline", str(timeline))
+    proc = run_cli(
+        "analyze",
+        str(call),
+        "--channels",
+        "split",
+        "--summary",
+        str(summary),
+        "--timeline",
+        str(timeline),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(summary)
     assert [r["channel"] for r in rows] == ["1", "2"]

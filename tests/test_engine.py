@@ -18,7 +18,12 @@ def feed_in_chunks(engine: Engine, samples: np.ndarray, chunk: int):
 
 def signature(updates):
     return [
-        (u.start_s, u.speech, u.speech_ratio, None if u.probabilities is None else u.probabilities.tolist())
+        (
+            u.start_s,
+            u.speech,
+            u.speech_ratio,
+            None if u.probabilities is None else u.probabilities.tolist(),
+        )
         for u in updates
     ]
 

@@ -19,7 +19,9 @@ def direct_librosa(window: np.ndarray) -> np.ndarray:
         y=window, sr=16000, n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax, **common
     )
     mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=s.n_mfcc)
-    zcr = librosa.feature.zero_crossing_rate(window, frame_length=s.n_fft, hop_length=s.hop_length, center=False)
+    zcr = librosa.feature.zero_crossing_rate(
+        window, frame_length=s.n_fft, hop_length=s.hop_length, center=False
+    )
     rms = librosa.feature.rms(y=window, frame_length=s.n_fft, hop_length=s.hop_length, center=False)
     feats = np.concatenate([mfcc, zcr, 20 * np.log10(np.maximum(rms, 1e-5))]).T
     # Per-window normalisation, written out: centre the MFCCs and the dB level.

@@ -375,7 +375,11 @@ def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path
                 shutil.copy(run_dir / name, card / name)
     log(
         f"done in {report['seconds']} s: "
-        + ", ".join(f"{m} UAR {s['ravdess_uar_mean']:.3f}" for m, s in summary.items() if isinstance(s, dict))
+        + ", ".join(
+            f"{m} UAR {s['ravdess_uar_mean']:.3f}"
+            for m, s in summary.items()
+            if isinstance(s, dict)
+        )
     )
     return report
 

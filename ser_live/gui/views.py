@@ -1,0 +1,199 @@
+"""The app's views. They only draw what they are given; they compute nothing of the engine's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ser_live import EMOTIONS
+
+EMOTION_COLOURS = {
+    "neutral": "#9e9e9e",
+    "happy": "#f5b700",
+    "sad": "#2f7ed8",
+    "angry": "#e0301e",
+    "fearful": "#8e44ad",
+    "disgust": "#2e9e4f",
+    "surprised": "#ff7f0e",
+}
+
+
+class SpectrogramView(pg.PlotWidget):
+    """A scrolling log-mel spectrogram of the last ``seconds`` seconds.
+
+    Columns go into a ring written twice over (at i and i + N), so the view is always one
+    contiguous slice, with no copy and no roll.
+    """
+
+    def __init__(self, seconds: float = 10.0, columns_per_s: int = 100, n_mels: int = 64) -> None:
+        super().__init__()
+        self.n = int(seconds * columns_per_s)
+        self.columns_per_s = columns_per_s
+        self._ring = np.full((2 * self.n, n_mels), -100.0, dtype=np.float32)
+        self._head = 0
+        self._dirty = True
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256, alpha=False))
+        self.addItem(self.image)
+        self._rect = QtCore.QRectF(-seconds, 0, seconds, n_mels)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        self.setXRange(-seconds, 0, padding=0)
+        self.setYRange(0, n_mels, padding=0)
+        self.setLabel("bottom", "seconds ago")
+        self.setLabel("left", "mel band")
+        self.setTitle("spectrogram (log-mel)")
+
+    def add_columns(self, columns: np.ndarray) -> None:
+        for column in columns[-self.n :]:
+            self._ring[self._head] = column
+            self._ring[self._head + self.n] = column
+            self._head = (self._head + 1) % self.n
+        self._dirty = self._dirty or len(columns) > 0
+
+    def clear_data(self) -> None:
+        self._ring[:] = -100.0
+        self._dirty = True
+
+    def paint(self) -> None:
+        if self._dirty:
+            view = self._ring[self._head : self._head + self.n]
+            self.image.setImage(view.T, autoLevels=False, levels=(-110.0, -30.0), rect=self._rect)
+            self._dirty = False
+
+
+class TimelineView(pg.PlotWidget):
+    """Rolling emotion probabilities: one line per emotion, gaps where there is no speech."""
+
+    def __init__(self, seconds: float = 120.0, capacity: int = 20_000) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.capacity = capacity
+        self._t = np.zeros(capacity, dtype=np.float64)
+        self._p = np.full((capacity, len(EMOTIONS)), np.nan, dtype=np.float32)
+        self._count = 0
+        self._dirty = False
+        self.now = 0.0
+        self.addLegend(offset=(5, 5), labelTextSize="8pt", colCount=4)
+        self.curves = [
+            self.plot([], [], pen=pg.mkPen(EMOTION_COLOURS[e], width=2), name=e, connect="finite")
+            for e in EMOTIONS
+        ]
+        self.markers: list[pg.InfiniteLine] = []
+        self.setYRange(0, 1, padding=0.02)
+        self.setMouseEnabled(False, False)
+        self.hideButtons()
+        self.setMenuEnabled(False)
+        self.disableAutoRange()
+        self.setLabel("bottom", "session time (s)")
+        self.setLabel("left", "probability")
+        self.setXRange(-seconds, 0, padding=0)
+
+    def add(self, end_s: float, probabilities: np.ndarray | None) -> None:
+        if self._count == self.capacity:  # keep the newest half: memory stays flat
+            half = self.capacity // 2
+            self._t[:half], self._p[:half] = self._t[half:], self._p[half:]
+            self._count = half
+        self._t[self._count] = end_s
+        self._p[self._count] = np.nan if probabilities is None else probabilities
+        self._count += 1
+        self.now = max(self.now, end_s)
+        self._dirty = True
+
+    def add_marker(self, at_s: float, note: str) -> None:
+        line = pg.InfiniteLine(
+            at_s,
+            angle=90,
+            pen=pg.mkPen("#444", style=QtCore.Qt.DashLine),
+            label=note,
+            labelOpts={"position": 0.95, "color": "#444"},
+        )
+        self.addItem(line)
+        self.markers.append(line)
+        self.now = max(self.now, at_s)
+        self._dirty = True
+
+    def clear_data(self) -> None:
+        self._count = 0
+        self.now = 0.0
+        for line in self.markers:
+            self.removeItem(line)
+        self.markers.clear()
+        self._dirty = True
+
+    @property
+    def points(self) -> int:
+        return self._count
+
+    def paint(self) -> None:
+        if not self._dirty:
+            return
+        t = self._t[: self._count]
+        first = int(np.searchsorted(t, self.now - self.seconds - 1))
+        for i, curve in enumerate(self.curves):
+            curve.setData(t[first:], self._p[first : self._count, i], skipFiniteCheck=True)
+        self.setXRange(max(0.0, self.now - self.seconds), max(self.seconds, self.now), padding=0)
+        self._dirty = False
+
+
+class EmotionPanel(QtWidgets.QFrame):
+    """The current emotion, readable at a glance, with confidence, speech light and level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFrameShape(QtWidgets.QFrame.StyledPanel)
+        self.emotion = QtWidgets.QLabel("—")
+        font = self.emotion.font()
+        font.setPointSize(30)
+        font.setBold(True)
+        self.emotion.setFont(font)
+        self.emotion.setAlignment(QtCore.Qt.AlignCenter)
+        self.emotion.setMinimumWidth(260)
+        self.confidence = QtWidgets.QProgressBar()
+        self.confidence.setRange(0, 100)
+        self.confidence.setFormat("confidence %p%")
+        self.speech = QtWidgets.QLabel()
+        self.speech.setAlignment(QtCore.Qt.AlignCenter)
+        self.level = QtWidgets.QProgressBar()
+        self.level.setRange(-60, 0)
+        self.level.setFormat("input %v dBFS")
+        self.level.setValue(-60)
+        self.state = QtWidgets.QLabel()
+        self.state.setWordWrap(True)
+        self.state.setAlignment(QtCore.Qt.AlignCenter)
+        layout = QtWidgets.QVBoxLayout(self)
+        for widget in (self.emotion, self.confidence, self.speech, self.level, self.state):
+            layout.addWidget(widget)
+        layout.addStretch(1)
+        self.show_silence()
+
+    def show_emotion(self, emotion: str, confidence: float) -> None:
+        self.emotion.setText(emotion)
+        self.emotion.setStyleSheet(f"color: {EMOTION_COLOURS.get(emotion, '#000')};")
+        self.confidence.setValue(round(confidence * 100))
+        self.speech.setText("● speech")
+        self.speech.setStyleSheet("color: #2e9e4f; font-weight: bold;")
+
+    def show_silence(self, text: str = "—") -> None:
+        self.emotion.setText(text)
+        self.emotion.setStyleSheet("color: #9e9e9e;")
+        self.confidence.setValue(0)
+        self.speech.setText("○ silence")
+        self.speech.setStyleSheet("color: #9e9e9e;")
+
+    def show_level(self, level_db: float) -> None:
+        self.level.setValue(int(max(-60.0, min(0.0, level_db))))
+
+    def show_state(self, text: str, warning: bool = False) -> None:
+        self.state.setText(text)
+        self.state.setStyleSheet(
+            "color: #c0392b; font-weight: bold;" if warning else "color: #555;"
+        )
+
+
+def colour_icon(colour: str) -> QtGui.QIcon:
+    pixmap = QtGui.QPixmap(12, 12)
+    pixmap.fill(QtGui.QColor(colour))
+    return QtGui.QIcon(pixmap)

@@ -1,0 +1,157 @@
+"""The desktop app in a real (offscreen) Qt window, driven by real sources."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+from ser_live import EMOTIONS
+from tests.conftest import IN_CI, ROOT, SPEECH_CLIP
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, settings):
+    from ser_live.gui.main_window import MainWindow
+
+    win = MainWindow(settings=settings, sessions_dir=tmp_path / "sessions")
+    qtbot.addWidget(win)
+    win.show()
+    assert win.state == "warming up"
+    qtbot.waitUntil(lambda: win.state in ("ready", "model error"), timeout=120_000)
+    assert win.state == "ready", win.panel.state.text()
+    yield win
+    win.close()
+
+
+def test_replayed_recording_updates_every_view(window, qtbot):
+    assert window.open_recording(SPEECH_CLIP, realtime=True)
+    assert window.state == "replaying"
+    levels = []
+    qtbot.waitUntil(
+        lambda: levels.append(window.panel.level.value()) or window.state == "finished",
+        timeout=30_000,
+    )
+    assert window.timeline.points == 5  # a 4.1 s clip: windows end at 2.0 ... 4.0 s
+    assert window.spectrogram._ring.max() > -60  # speech drawn
+    assert max(levels) > -40  # the level meter moved with the speech
+    assert window.panel.emotion.text() in EMOTIONS
+    assert window.paints > 60  # the UI kept painting while it replayed (about 4 s at 30 fps)
+    rows = read_log(window.log.path)
+    assert sum(r["kind"] == "window" for r in rows) == 5
+
+
+def test_marker_lands_in_the_csv_and_export_writes_it(window, qtbot, tmp_path):
+    window.open_recording(SPEECH_CLIP, realtime=True)
+    qtbot.waitUntil(lambda: window.timeline.points >= 1, timeout=30_000)
+    window.marker_text.setText("customer escalated")
+    qtbot.keyClick(window, QtCore.Qt.Key_M, QtCore.Qt.ControlModifier)
+    assert len(window.timeline.markers) == 1
+    qtbot.waitUntil(lambda: window.state == "finished", timeout=30_000)
+    markers = [r for r in read_log(window.log.path) if r["kind"] == "marker"]
+    assert [m["note"] for m in markers] == ["customer escalated"]
+    assert 2.0 <= float(markers[0]["start_s"]) <= 4.2
+    target = tmp_path / "export.csv"
+    assert window.export_csv(target)
+    exported = read_log(target)
+    assert exported == read_log(window.log.path)
+    assert any(r["kind"] == "window" and r["emotion"] in EMOTIONS for r in exported)
+
+
+def test_settings_persist(qtbot, tmp_path, settings, window):
+    from ser_live.gui.main_window import MainWindow
+
+    window.vad_box.setValue(3)
+    window.smoothing_box.setValue(5)
+    window.close()
+    again = MainWindow(settings=settings, sessions_dir=tmp_path / "sessions")
+    qtbot.addWidget(again)
+    assert (again.vad_box.value(), again.smoothing_box.value()) == (3, 5)
+    again.close()
+
+
+def test_clear_starts_a_new_log(window, qtbot):
+    window.open_recording(SPEECH_CLIP, realtime=False)
+    qtbot.waitUntil(lambda: window.state == "finished", timeout=30_000)
+    first = window.log.path
+    window.clear()
+    assert window.timeline.points == 0
+    assert window.log.path != first and first.exists()
+
+
+def pulse_ready() -> bool:
+    ok = (
+        shutil.which("pactl")
+        and subprocess.run(
+            ["bash", str(ROOT / "tests" / "audio_env.sh")], capture_output=True, timeout=60
+        ).returncode
+        == 0
+    )
+    if not ok and IN_CI:
+        pytest.fail("PulseAudio null sink unavailable")
+    return bool(ok)
+
+
+def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
+    if not pulse_ready():
+        pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
+    window.refresh_devices()
+    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
+    window.start_listening()
+    assert window.state == "listening"
+    qtbot.waitUntil(
+        lambda: window.session is not None and window.session.engine.stream_s > 2.5, timeout=20_000
+    )
+    log_path = window.log.path
+    subprocess.run(["pulseaudio", "-k"], check=False)  # the device goes away mid-session
+    try:
+        qtbot.waitUntil(lambda: window.state == "device lost", timeout=20_000)
+        assert "stopped delivering audio" in window.panel.state.text()
+        assert window.start_action.text() == "Resume"
+        rows = read_log(log_path)
+        assert any(r["kind"] == "window" for r in rows)  # what came before is kept
+        assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
+    finally:
+        assert pulse_ready()
+    window.refresh_devices()
+    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
+    window.start_listening()  # go on with the same session and log
+    assert window.state == "listening" and window.log.path == log_path
+    qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.5, timeout=20_000)
+    window.stop()
+    notes = [r["note"] for r in read_log(log_path) if r["kind"] == "event"]
+    assert any(n.startswith("resumed on pulse") for n in notes)
+    ends = [float(r["end_s"]) for r in read_log(log_path) if r["kind"] == "window"]
+    assert ends == sorted(ends) and len(set(ends)) == len(ends)  # one timeline across devices
+
+
+def test_close_is_clean_while_listening(window, qtbot):
+    if not pulse_ready():
+        pytest.skip("no PulseAudio here")
+    window.refresh_devices()
+    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
+    window.start_listening()
+    qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.2, timeout=20_000)
+    session, log_path = window.session, window.log.path
+    window.close()
+    assert not session.running
+    rows = read_log(log_path)
+    assert rows[-1]["kind"] == "event" and rows[-1]["note"] == "stopped"
+    assert np.isfinite([float(r["level_db"]) for r in rows if r["kind"] == "window"]).all()

@@ -1,0 +1,144 @@
+"""The training pipeline: loaders, splits, augmentation, and a whole run on the fixtures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser_live import EMOTIONS
+from tests.conftest import CORPUS, ROOT
+from training.config import TrainConfig
+from training.corpora import find_utterances, parse_ravdess, parse_tess
+from training.pipeline import ravdess_folds
+
+
+def test_loaders_read_both_corpora_in_wav_and_flac():
+    utts = find_utterances([CORPUS])
+    assert len(utts) == 12
+    assert {u.corpus for u in utts} == {"ravdess", "tess"}
+    assert {Path(u.path).suffix for u in utts} == {".flac", ".wav"}
+    angry = next(u for u in utts if u.path.endswith("03-01-05-02-01-01-01.flac"))
+    assert (angry.emotion, angry.speaker, angry.gender, angry.intensity) == (
+        "angry",
+        "ravdess-01",
+        "male",
+        "strong",
+    )
+    female = next(u for u in utts if u.speaker == "ravdess-02")
+    assert female.gender == "female"
+
+
+@pytest.mark.parametrize(
+    ("name", "emotion", "speaker"),
+    [
+        ("03-01-02-01-01-01-07.wav", "neutral", "ravdess-07"),  # calm is neutral
+        ("03-01-08-02-02-02-12.wav", "surprised", "ravdess-12"),
+        ("YAF_chair_ps.wav", "surprised", "tess-YAF"),  # pleasant surprise
+        ("OAF_Fear/OAF_back_fear.wav", "fearful", "tess-OAF"),
+        ("OAF_neutral/OA_bite_neutral.wav", "neutral", "tess-OAF"),  # the corpus's typo
+    ],
+)
+def test_label_mapping(name, emotion, speaker):
+    utt = parse_ravdess(Path(name)) or parse_tess(Path(name))
+    assert utt is not None and utt.emotion == emotion and utt.speaker == speaker
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["02-01-05-01-01-01-01.wav", "03-02-05-01-01-01-01.wav", "readme.wav", "XYZ_word_angry.wav"],
+)
+def test_other_files_are_ignored(name):
+    assert parse_ravdess(Path(name)) is None and parse_tess(Path(name)) is None
+
+
+def test_folds_hold_out_whole_actors_balanced_by_gender():
+    from training.corpora import Utterance
+
+    utts = [
+        Utterance(f"{a}.wav", "ravdess", f"ravdess-{a:02d}", "", "neutral", "", "")
+        for a in range(1, 25)
+    ]
+    folds = ravdess_folds(utts, 4)
+    assert len(folds) == 4
+    assert sorted(sum(folds, [])) == sorted({u.speaker for u in utts})
+    for fold in folds:
+        males = sum(int(a.split("-")[1]) % 2 for a in fold)
+        assert len(fold) == 6 and males == 3
+
+
+def test_augmented_windows_are_deterministic(tmp_path):
+    from training.windows import extract_windows
+
+    utts = find_utterances([CORPUS / "ravdess" / "Actor_01"])
+    cfg = TrainConfig(n_augment=1, workers=1)
+    first = extract_windows(utts, cfg)
+    second = extract_windows(utts, cfg)
+    np.testing.assert_array_equal(first["x"], second["x"])
+    clean, augmented = first["x"][first["copy"] == 0], first["x"][first["copy"] == 1]
+    assert len(clean) and len(augmented)
+    assert not np.array_equal(clean[: len(augmented)], augmented[: len(clean)])
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_on_fixtures(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training",
+            str(CORPUS),
+            "--run-dir",
+            str(run_dir),
+            "--epochs",
+            "2",
+            "--augment",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in (
+        "config.json",
+        "manifest.csv",
+        "class_counts.png",
+        "durations.png",
+        "examples.png",
+        "report.json",
+        "report.md",
+        "confusion_cnn.png",
+        "curves.png",
+        "predictions.csv",
+    ):
+        assert (run_dir / name).stat().st_size > 0, name
+    report = json.loads((run_dir / "report.json").read_text())
+    for model in ("cnn", "lstm", "svm", "cnn_int8"):
+        assert 0 <= report["summary"][model]["ravdess_uar_mean"] <= 1
+    assert "int8_uar_drop_points" in report["summary"]
+
+    # The exported model loads with the engine's interpreter and predicts.
+    from ser_live.engine import Engine
+    from ser_live.model import load_model
+
+    model_path = run_dir / "ser_cnn_int8.tflite"
+    assert model_path.stat().st_size < 1024 * 1024
+    shutil.copy(model_path, tmp_path / "copy.tflite")
+    shutil.copy(model_path.with_suffix(".json"), tmp_path / "copy.json")
+    classifier = load_model(tmp_path / "copy.tflite")
+    assert classifier.quantized
+    from ser_live.audio_io import load_audio
+
+    updates = Engine(classifier).feed(
+        load_audio(CORPUS / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.flac")
+    )
+    speech = [u for u in updates if u.speech]
+    assert speech and all(u.emotion in EMOTIONS for u in speech)
