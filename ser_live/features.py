@@ -2,9 +2,9 @@
 
 Per 10 ms frame: 40 MFCCs (from a 64-band log-mel spectrum), zero-crossing rate and RMS
 level in dB. Frames are computed with ``center=False``: a frame depends only on its own
-512 samples, and every step after the STFT is per frame (no clipping relative to the loudest frame), so
-features computed incrementally on a stream are exactly the features of the same samples
-computed at once, and a window's features are a slice of the stream's.
+512 samples, and every step after the STFT is per frame (no clipping relative to the
+loudest frame), so features computed incrementally on a stream are exactly the features
+of the same samples computed at once, and a window's features are a slice of the stream's.
 
 Normalisation has two stages, both recorded in the model's sidecar:
 

@@ -38,7 +38,8 @@ class SessionLog:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] | None = open(self.path, "w", newline="", encoding="utf-8")
+            # Open for the whole session, closed by close(): no context manager can span it.
+            self._file: IO[str] | None = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             from ser_live.errors import SerLiveError
 
@@ -126,7 +127,7 @@ class TableWriter:
         from ser_live.errors import SerLiveError
 
         try:
-            self._file = open(path, "w", newline="", encoding="utf-8")
+            self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
         except OSError as exc:
             raise SerLiveError(f"cannot write {path}: {exc.strerror}") from None
         self._writer = csv.writer(self._file)

@@ -9,6 +9,7 @@ and resamples. ``stop()`` may be called from any thread; it makes ``blocks()`` e
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -192,7 +193,9 @@ class MicrophoneSource:
                     if self._stop.is_set():
                         break
                     if not stream.active or time.monotonic() - last_block > self.STALL_S:
-                        raise DeviceError(f"input device {self.name!r} stopped delivering audio")
+                        raise DeviceError(
+                            f"input device {self.name!r} stopped delivering audio"
+                        ) from None
                     continue
                 if data is None:
                     break
@@ -211,7 +214,5 @@ class MicrophoneSource:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(queue.Full):  # blocks() sees the event within 0.2 s anyway
             self._queue.put_nowait(None)
-        except queue.Full:
-            pass  # blocks() sees the event within its 0.2 s poll

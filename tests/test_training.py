@@ -66,7 +66,7 @@ def test_folds_hold_out_whole_actors_balanced_by_gender():
     ]
     folds = ravdess_folds(utts, 4)
     assert len(folds) == 4
-    assert sorted(sum(folds, [])) == sorted({u.speaker for u in utts})
+    assert sorted(a for fold in folds for a in fold) == sorted({u.speaker for u in utts})
     for fold in folds:
         males = sum(int(a.split("-")[1]) % 2 for a in fold)
         assert len(fold) == 6 and males == 3

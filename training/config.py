@@ -26,6 +26,8 @@ class TrainConfig:
     l2: float = 1e-4
     dropout: float = 0.4
     patience: int = 8
+    # SpecAugment-style masks on training batches: time spans and feature bands blanked.
+    spec_augment: bool = False
     # Speaker-independent evaluation.
     folds: int = 4
     models: list[str] = field(default_factory=lambda: ["cnn", "lstm", "svm"])

@@ -134,15 +134,22 @@ def train_neural(
                 )
             )
         ]
+    weights = _class_weights(y_train)
+    if cfg.spec_augment:
+        fit_args = {"x": masked_batches(x_train, y_train, weights, cfg.batch_size, cfg.seed)}
+    else:
+        fit_args = {
+            "x": x_train,
+            "y": y_train,
+            "batch_size": cfg.batch_size,
+            "class_weight": weights,
+            "shuffle": True,
+        }
     history = model.fit(
-        x_train,
-        y_train,
+        **fit_args,
         validation_data=validation,
         epochs=epochs or cfg.epochs,
-        batch_size=cfg.batch_size,
-        class_weight=_class_weights(y_train),
         callbacks=callbacks,
-        shuffle=True,
         verbose=2,
     )
     if validation is None:
@@ -150,6 +157,45 @@ def train_neural(
     hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     best_epoch = int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist else len(hist["loss"])
     return model, hist, best_epoch
+
+
+def masked_batches(x, y, class_weights, batch_size: int, seed: int):
+    """Shuffled training batches with SpecAugment-style masks (and class weights).
+
+    Each window loses up to two time spans of up to 20 frames and one band of up to 8
+    features (set to 0, the standardised mean): the model cannot lean on any one moment or
+    coefficient, which is what a new speaker or microphone changes.
+    """
+    import keras
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+            self.sample_weight = np.array([class_weights[int(c)] for c in y], dtype=np.float32)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, index: int):
+            idx = self.order[index * batch_size : (index + 1) * batch_size]
+            batch = x[idx].copy()
+            n_frames, n_feats = batch.shape[1:]
+            for window in batch:
+                for _ in range(self.rng.integers(0, 3)):
+                    width = self.rng.integers(1, 21)
+                    start = self.rng.integers(0, n_frames - width)
+                    window[start : start + width] = 0.0
+                width = self.rng.integers(0, 9)
+                start = self.rng.integers(0, n_feats - width)
+                window[:, start : start + width] = 0.0
+            return batch, y[idx], self.sample_weight[idx]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return _Batches()
 
 
 def clip_probabilities(
@@ -219,8 +265,8 @@ def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path
         val_mask = np.isin(win_speaker, list(val_speakers)) & (copy == 0)
         test_mask = np.isin(win_speaker, list(test_speakers)) & (copy == 0)
         log(
-            f"fold {k + 1}/{len(folds)}: test {sorted(test_speakers)}, validation {sorted(val_speakers)}, "
-            f"{int(train_mask.sum())} training windows"
+            f"fold {k + 1}/{len(folds)}: test {sorted(test_speakers)}, "
+            f"validation {sorted(val_speakers)}, {int(train_mask.sum())} training windows"
         )
         standardiser = Standardiser.fit(x[train_mask])
         xs = {
@@ -275,9 +321,8 @@ def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path
                 f"({time.time() - t0:.0f} s)"
             )
         if "cnn" in cfg.models:
-            log(
-                f"fold {k + 1} cnn_int8: RAVDESS UAR {results['cnn_int8'][-1]['ravdess']['uar']:.3f}"
-            )
+            int8_uar = results["cnn_int8"][-1]["ravdess"]["uar"]
+            log(f"fold {k + 1} cnn_int8: RAVDESS UAR {int8_uar:.3f}")
 
     # ------------------------------------------------------------------ final model
     final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
@@ -442,11 +487,12 @@ def markdown_report(report: dict, cfg: TrainConfig) -> str:
         "# Training report",
         "",
         f"Speaker-independent {len(report['folds'])}-fold cross-validation over RAVDESS actors "
-        "(each fold holds out its actors and one TESS speaker; two more RAVDESS actors are held out "
-        "of training for early stopping). Clip-level scores: the mean of the clip's window "
+        "(each fold holds out its actors and one TESS speaker; two more RAVDESS actors are held "
+        "out of training for early stopping). Clip-level scores: the mean of the clip's window "
         "probabilities, as `ser-live analyze --summary` computes them.",
         "",
-        "| model | RAVDESS UAR (mean ± sd) | accuracy | macro-F1 | window UAR | held-out TESS speaker UAR |",
+        "| model | RAVDESS UAR (mean ± sd) | accuracy | macro-F1 | window UAR "
+        "| held-out TESS speaker UAR |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in s.items():

@@ -345,7 +345,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     "Ready."
                     if self.device_box.count()
                     else (
-                        "Ready, but no input device found: connect one and press ⟳, or open a recording."
+                        "Ready, but no input device found: connect one and press ⟳, "
+                        "or open a recording."
                     )
                 )
                 self._set_state("ready", ready, warning=not self.device_box.count())
@@ -359,7 +360,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._set_state(
                     "device lost",
                     self._log_message(
-                        f"{session.error}. The session is kept: pick a device and press Start to go on."
+                        f"{session.error}. The session is kept: "
+                        "pick a device and press Resume to go on."
                     ),
                     warning=True,
                 )

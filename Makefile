@@ -1,0 +1,50 @@
+# `make run`: set everything up and start the app.  `make test`: set everything up and run
+# every check CI runs. Both are safe to repeat; they reinstall only what changed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench bench-gui screenshot train clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.app: pyproject.toml | $(BIN)/python
+	bash scripts/system-deps.sh
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	bash scripts/system-deps.sh --test
+	$(BIN)/pip install -q -e ".[train,dev]"
+	touch $(VENV)/.app $@
+
+run: $(VENV)/.app
+	$(BIN)/ser-live gui
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check ser_live training tests benchmarks
+	$(BIN)/ruff format --check ser_live training tests benchmarks
+
+test: lint
+	bash tests/audio_env.sh
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -ra
+
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_engine.py
+
+bench-gui: $(VENV)/.dev
+	bash tests/audio_env.sh
+	xvfb-run -a -s "-screen 0 1280x800x24" $(BIN)/python benchmarks/bench_gui.py
+
+screenshot: $(VENV)/.dev
+	xvfb-run -a -s "-screen 0 1200x720x24" $(BIN)/python benchmarks/screenshot.py docs/screenshot.png
+
+# Retrain the shipped model from the corpora beside the checkout (or DATA=...).
+DATA ?= ../shared/datasets
+train: $(VENV)/.dev
+	$(BIN)/python -m training $(DATA) --install
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
