@@ -41,6 +41,22 @@ def speech() -> np.ndarray:
     return load_audio(SPEECH_CLIP)
 
 
+def pulse_ready() -> bool:
+    """Start the PulseAudio null sink (tests/audio_env.sh); in CI, failing to is a failure."""
+    ok = (
+        shutil.which("pactl") is not None
+        and subprocess.run(
+            ["bash", str(ROOT / "tests" / "audio_env.sh")], capture_output=True, timeout=60
+        ).returncode
+        == 0
+    )
+    if not ok and IN_CI:
+        pytest.fail(
+            "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
+        )
+    return ok
+
+
 def write_audio(
     path: Path, samples: np.ndarray, rate: int = 16_000, subtype: str | None = None
 ) -> Path:

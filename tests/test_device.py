@@ -7,7 +7,6 @@ failure, not a skip.
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 import sys
 import time
@@ -17,25 +16,17 @@ import numpy as np
 import pytest
 
 from ser_live import EMOTIONS
-from tests.conftest import IN_CI, ROOT, SPEECH_CLIP, run_cli
+from tests.conftest import SPEECH_CLIP, pulse_ready, run_cli
 
 P_COLS = [f"p_{e}" for e in EMOTIONS]
 
 
 @pytest.fixture(scope="module")
 def pulse_sink():
-    ready = (
-        shutil.which("pactl")
-        and subprocess.run(
-            ["bash", str(ROOT / "tests" / "audio_env.sh")], capture_output=True, timeout=60
-        ).returncode
-        == 0
-    )
-    if not ready:
-        message = "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    if not pulse_ready():
+        pytest.skip(
+            "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
+        )
     return "pulse"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from PySide6 import QtCore
 
 from ser_live import EMOTIONS
-from tests.conftest import IN_CI, ROOT, SPEECH_CLIP
+from tests.conftest import SPEECH_CLIP, pulse_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -96,26 +95,17 @@ def test_clear_starts_a_new_log(window, qtbot):
     assert window.log.path != first and first.exists()
 
 
-def pulse_ready() -> bool:
-    ok = (
-        shutil.which("pactl")
-        and subprocess.run(
-            ["bash", str(ROOT / "tests" / "audio_env.sh")], capture_output=True, timeout=60
-        ).returncode
-        == 0
-    )
-    if not ok and IN_CI:
-        pytest.fail("PulseAudio null sink unavailable")
-    return bool(ok)
-
-
-def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
+def listen_on_pulse(window) -> None:
     if not pulse_ready():
         pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
     window.refresh_devices()
     window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
     window.start_listening()
     assert window.state == "listening"
+
+
+def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
+    listen_on_pulse(window)
     qtbot.waitUntil(
         lambda: window.session is not None and window.session.engine.stream_s > 2.5, timeout=20_000
     )
@@ -143,11 +133,7 @@ def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
 
 
 def test_close_is_clean_while_listening(window, qtbot):
-    if not pulse_ready():
-        pytest.skip("no PulseAudio here")
-    window.refresh_devices()
-    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
-    window.start_listening()
+    listen_on_pulse(window)
     qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.2, timeout=20_000)
     session, log_path = window.session, window.log.path
     window.close()

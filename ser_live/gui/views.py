@@ -82,7 +82,8 @@ class TimelineView(pg.PlotWidget):
             for e in EMOTIONS
         ]
         self.markers: list[pg.InfiniteLine] = []
-        self.setYRange(0, 1, padding=0.02)
+        self.setYRange(0, 1.32, padding=0)  # the band above 1.0 holds the legend
+        self.getAxis("left").setTicks([[(v / 5, f"{v / 5:.1f}") for v in range(6)]])
         self.setMouseEnabled(False, False)
         self.hideButtons()
         self.setMenuEnabled(False)
@@ -108,7 +109,7 @@ class TimelineView(pg.PlotWidget):
             angle=90,
             pen=pg.mkPen("#444", style=QtCore.Qt.DashLine),
             label=note,
-            labelOpts={"position": 0.95, "color": "#444"},
+            labelOpts={"position": 0.7, "color": "#444"},
         )
         self.addItem(line)
         self.markers.append(line)
