@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ser_live import SAMPLE_RATE
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
@@ -94,7 +95,7 @@ class Engine:
     @property
     def stream_s(self) -> float:
         """Seconds of audio fed since reset."""
-        return self.frontend.total_samples / 16_000
+        return self.frontend.total_samples / SAMPLE_RATE
 
     @property
     def speech_s(self) -> float:

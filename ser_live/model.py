@@ -133,7 +133,7 @@ def sidecar_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def _interpreter_class():
+def interpreter_class():
     """LiteRT first; ``tflite_runtime`` and then full TensorFlow where it is absent."""
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -167,7 +167,7 @@ class Classifier:
         self._standardise = spec.standardiser
         try:
             with _quiet_native_stderr():
-                self._interp = _interpreter_class()(model_path=str(model_path), num_threads=1)
+                self._interp = interpreter_class()(model_path=str(model_path), num_threads=1)
                 self._interp.allocate_tensors()
         except ModelError:
             raise

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ser_live import SAMPLE_RATE
 from ser_live.engine import Engine, Update
 from ser_live.errors import SerLiveError
 from ser_live.session_log import SessionLog
@@ -36,7 +37,7 @@ def run_source(
     """Feed every block of ``source`` to ``engine``; return the number of updates."""
     count = 0
     fed = 0
-    limit = None if duration_s is None else round(duration_s * 16_000)
+    limit = None if duration_s is None else round(duration_s * SAMPLE_RATE)
     for block in source.blocks():
         if limit is not None:
             block = block[: limit - fed]

@@ -43,6 +43,7 @@ def window(qtbot, tmp_path, settings):
 def test_replayed_recording_updates_every_view(window, qtbot):
     assert window.open_recording(SPEECH_CLIP, realtime=True)
     assert window.state == "replaying"
+    assert window.panel.emotion.text() == "no speech yet"
     levels = []
     qtbot.waitUntil(
         lambda: levels.append(window.panel.level.value()) or window.state == "finished",

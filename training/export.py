@@ -42,9 +42,9 @@ def _quantise(converter, representative: np.ndarray) -> bytes:
 
 def tflite_predict(model_bytes: bytes, windows: np.ndarray) -> np.ndarray:
     """Probabilities from a TFLite model for standardised windows, batch of one at a time."""
-    from ser_live.model import _interpreter_class
+    from ser_live.model import interpreter_class
 
-    interp = _interpreter_class()(model_content=model_bytes, num_threads=2)
+    interp = interpreter_class()(model_content=model_bytes, num_threads=2)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     in_scale, in_zero = inp["quantization"]

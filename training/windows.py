@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +138,3 @@ def extract_windows(
     if cache is not None:
         np.savez(cache, **out)
     return out
-
-
-def config_summary(cfg: TrainConfig) -> dict:
-    return asdict(cfg)

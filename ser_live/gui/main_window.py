@@ -47,6 +47,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session: LiveSession | None = None
         self.log: SessionLog | None = None
         self.session_clock = 0.0  # seconds of session so far, across pauses and devices
+        self.heard_speech = False
         self.state = "warming up"
         self.paints = 0
         self.tap = LogMelTap()
@@ -310,14 +311,18 @@ class MainWindow(QtWidgets.QMainWindow):
             old = self.log
             self._open_log(old.source)
             if self.session is not None:
+                # The worker reads session.log once per row: a row racing this swap lands
+                # in the old log or, once it is closed, nowhere. Acceptable for "clear".
                 self.session.log = self.log
             old.close()
             self.status.showMessage(f"Cleared; new log {self.log.path}", 5000)
 
     def clear_views(self) -> None:
+        """Empty views for a new session: nothing heard yet."""
         self.timeline.clear_data()
         self.spectrogram.clear_data()
-        self.panel.show_silence()
+        self.heard_speech = False
+        self.panel.show_silence("no speech yet")
 
     # ------------------------------------------------------------------ UI timer
     def _drain(self) -> None:
@@ -332,9 +337,10 @@ class MainWindow(QtWidgets.QMainWindow):
         for update in updates:
             self.timeline.add(update.end_s, update.probabilities)
             if update.speech:
+                self.heard_speech = True
                 self.panel.show_emotion(update.emotion, update.confidence)
             else:
-                self.panel.show_silence()
+                self.panel.show_silence("—" if self.heard_speech else "no speech yet")
 
     def _tick(self) -> None:
         if self.state == "warming up":
@@ -368,8 +374,6 @@ class MainWindow(QtWidgets.QMainWindow):
             elif self.state == "replaying":
                 self._close_log()
                 self._set_state("finished", self._log_message("Recording finished."))
-        elif session is not None and self.state == "listening" and session.engine.stream_s < 1:
-            self.panel.show_silence("no speech yet")
         self.spectrogram.paint()
         self.timeline.paint()
         self.paints += 1
