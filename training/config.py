@@ -27,7 +27,10 @@ class TrainConfig:
     dropout: float = 0.4
     patience: int = 8
     # SpecAugment-style masks on training batches: time spans and feature bands blanked.
-    spec_augment: bool = False
+    # Speaker-independent CNN UAR (4 folds): 0.511 without, 0.534 with (filters 48-64-96-96),
+    # 0.558 with wider filters (64-96-128-128); held-out TESS speaker 0.541 -> 0.620.
+    spec_augment: bool = True
+    cnn_filters: list[int] = field(default_factory=lambda: [64, 96, 128, 128])
     # Speaker-independent evaluation.
     folds: int = 4
     models: list[str] = field(default_factory=lambda: ["cnn", "lstm", "svm"])

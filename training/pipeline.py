@@ -103,8 +103,13 @@ def train_neural(
     import keras
 
     _setup_tf(cfg.seed)
-    model = NEURAL_MODELS[kind](
-        x_train.shape[1], x_train.shape[2], len(EMOTIONS), cfg.l2, cfg.dropout
+    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNN's filter widths
+        x_train.shape[1],
+        x_train.shape[2],
+        len(EMOTIONS),
+        cfg.l2,
+        cfg.dropout,
+        filters=tuple(cfg.cnn_filters),
     )
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
