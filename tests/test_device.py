@@ -7,6 +7,7 @@ failure, not a skip.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import time
@@ -23,17 +24,28 @@ P_COLS = [f"p_{e}" for e in EMOTIONS]
 
 @pytest.fixture(scope="module")
 def pulse_sink():
+    """A null sink of this test module's own, so nothing else playing can leak in."""
     if not pulse_ready():
         pytest.skip(
             "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
         )
-    return "pulse"
+    name = f"ser_live_test_{os.getpid()}"
+    module = subprocess.run(
+        ["pactl", "load-module", "module-null-sink", f"sink_name={name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    yield name
+    subprocess.run(["pactl", "unload-module", module], check=False)
 
 
 def test_devices_lists_the_sink(pulse_sink):
     proc = run_cli("devices")
     assert proc.returncode == 0, proc.stderr
     assert "pulse" in proc.stdout
+    sources = subprocess.run(["pactl", "list", "short", "sources"], capture_output=True, text=True)
+    assert f"{pulse_sink}.monitor" in sources.stdout
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -48,11 +60,14 @@ def mean_probabilities(rows: list[dict]) -> np.ndarray:
 def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_path):
     live_csv = tmp_path / "live.csv"
     exe = str(Path(sys.executable).parent / "ser-live")
+    # PortAudio's "pulse" device records the source libpulse is told to use.
+    env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
     listen = subprocess.Popen(
-        [exe, "listen", "--device", pulse_sink, "--duration", "9", "--csv", str(live_csv)],
+        [exe, "listen", "--device", "pulse", "--duration", "9", "--csv", str(live_csv)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     # Wait until the device delivers audio (the log's "started" row), then play into the sink.
     deadline = time.monotonic() + 60
@@ -61,9 +76,7 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
         assert time.monotonic() < deadline, "listen did not start"
         time.sleep(0.1)
     time.sleep(1.0)
-    subprocess.run(
-        ["paplay", "--device", "ser_live_sink", str(SPEECH_CLIP)], check=True, timeout=30
-    )
+    subprocess.run(["paplay", "--device", pulse_sink, str(SPEECH_CLIP)], check=True, timeout=30)
     out, err = listen.communicate(timeout=60)
     assert listen.returncode == 0, err
     assert "Traceback" not in err
