@@ -27,6 +27,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     args = parser.parse_args()
 
+    import os
+
+    # Record the sink we play into, whatever the machine's default source is.
+    os.environ.setdefault("PULSE_SOURCE", "ser_live_sink.monitor")
+
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets
 

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,44 @@ def pulse_ready() -> bool:
             "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
         )
     return ok
+
+
+class PrivatePulseServer:
+    """A PulseAudio server of a test's own (own socket, own null sink), to kill at will:
+    the way to pull a device out from under a session without touching anyone else's."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.env = {"PULSE_RUNTIME_PATH": str(directory), "PULSE_STATE_PATH": str(directory)}
+        subprocess.run(
+            [
+                "pulseaudio",
+                "-n",
+                "--daemonize=yes",
+                "--exit-idle-time=-1",
+                "--system=no",
+                "--disallow-exit",
+                "--use-pid-file=yes",
+                "--load=module-null-sink sink_name=private_sink",
+                f"--load=module-native-protocol-unix socket={directory}/native",
+            ],
+            env={**os.environ, **self.env},
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        self.server = f"unix:{directory}/native"
+        for _ in range(100):
+            if (directory / "pid").exists() and (directory / "native").exists():
+                break
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        pid_file = self.directory / "pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
 
 
 def write_audio(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 from PySide6 import QtCore
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, pulse_ready
+from tests.conftest import SPEECH_CLIP, PrivatePulseServer, pulse_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -97,36 +96,42 @@ def test_clear_starts_a_new_log(window, qtbot):
 
 
 def listen_on_pulse(window) -> None:
-    if not pulse_ready():
-        pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
+    """Start listening on PortAudio's "pulse" device (whichever server PULSE_SERVER names)."""
     window.refresh_devices()
     window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
     window.start_listening()
     assert window.state == "listening"
 
 
-def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
+def test_device_loss_is_shown_and_the_session_kept(window, qtbot, tmp_path, monkeypatch):
+    if not pulse_ready():
+        pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
+    # The session records from a PulseAudio server of this test's own, which then dies:
+    # a real device loss that touches no other sound server on the machine.
+    first = PrivatePulseServer(tmp_path / "pulse1")
+    monkeypatch.setenv("PULSE_SERVER", first.server)
     listen_on_pulse(window)
     qtbot.waitUntil(
         lambda: window.session is not None and window.session.engine.stream_s > 2.5, timeout=20_000
     )
     log_path = window.log.path
-    subprocess.run(["pulseaudio", "-k"], check=False)  # the device goes away mid-session
+    first.kill()  # the device goes away mid-session
+    qtbot.waitUntil(lambda: window.state == "device lost", timeout=20_000)
+    assert "stopped delivering audio" in window.panel.state.text()
+    assert window.start_action.text() == "Resume"
+    rows = read_log(log_path)
+    assert any(r["kind"] == "window" for r in rows)  # what came before is kept
+    assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
+
+    second = PrivatePulseServer(tmp_path / "pulse2")  # another device appears
+    monkeypatch.setenv("PULSE_SERVER", second.server)
     try:
-        qtbot.waitUntil(lambda: window.state == "device lost", timeout=20_000)
-        assert "stopped delivering audio" in window.panel.state.text()
-        assert window.start_action.text() == "Resume"
-        rows = read_log(log_path)
-        assert any(r["kind"] == "window" for r in rows)  # what came before is kept
-        assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
+        listen_on_pulse(window)  # go on with the same session and log
+        assert window.log.path == log_path
+        qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.5, timeout=20_000)
+        window.stop()
     finally:
-        assert pulse_ready()
-    window.refresh_devices()
-    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
-    window.start_listening()  # go on with the same session and log
-    assert window.state == "listening" and window.log.path == log_path
-    qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.5, timeout=20_000)
-    window.stop()
+        second.kill()
     notes = [r["note"] for r in read_log(log_path) if r["kind"] == "event"]
     assert any(n.startswith("resumed on pulse") for n in notes)
     ends = [float(r["end_s"]) for r in read_log(log_path) if r["kind"] == "window"]
@@ -134,6 +139,8 @@ def test_device_loss_is_shown_and_the_session_kept(window, qtbot):
 
 
 def test_close_is_clean_while_listening(window, qtbot):
+    if not pulse_ready():
+        pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
     listen_on_pulse(window)
     qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.2, timeout=20_000)
     session, log_path = window.session, window.log.path
