@@ -4,8 +4,9 @@
 
 * the worker thread owns the source iteration, the engine and the writing of update rows;
 * PortAudio's callback thread only fills the source's queue (see ``sources``);
-* any thread (the UI) may call ``add_marker``, ``stop`` and read ``latest``/``pop_updates``;
-  updates cross to it through a lock-protected list, never by touching the engine.
+* any thread (the UI) may call ``add_marker``, ``configure``, ``stop`` and ``pop_updates``;
+  updates cross to it through a lock-protected list, and settings reach the engine only
+  through ``configure``, which the worker applies between blocks.
 """
 
 from __future__ import annotations
@@ -117,10 +118,14 @@ class LiveSession:
     def _run(self) -> None:
         try:
             run_source(self.source, self.engine, self._on_update, self._on_block)
-        except SerLiveError as exc:
-            self.error = exc
+        except Exception as exc:  # the worker must report a failure, never die silently
+            self.error = (
+                exc
+                if isinstance(exc, SerLiveError)
+                else SerLiveError(f"internal error: {type(exc).__name__}: {exc}")
+            )
             if self.log:
-                self.log.write_note("event", f"error: {exc}", self.session_s, time.time())
+                self.log.write_note("event", f"error: {self.error}", self.session_s, time.time())
         else:
             if self.log:
                 self.log.write_note("event", "stopped", self.session_s, time.time())

@@ -362,7 +362,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self._drain()
             self.session_clock = session.session_s
             self.session = None
-            if session.error is not None:
+            if session.error is not None and self.state == "replaying":
+                self._close_log()
+                self._set_state(
+                    "finished", self._log_message(f"Replay stopped: {session.error}."), warning=True
+                )
+            elif session.error is not None:
                 self._set_state(
                     "device lost",
                     self._log_message(

@@ -1,0 +1,60 @@
+"""The session worker: what it writes, and how it reports a failure."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+
+from ser_live.engine import Engine
+from ser_live.session import LiveSession
+from ser_live.session_log import SessionLog
+from ser_live.sources import FileSource
+from tests.conftest import SPEECH_CLIP, write_audio
+
+
+def read_log(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wait_until_done(session: LiveSession) -> None:
+    deadline = time.monotonic() + 60
+    while session.running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not session.running
+
+
+def test_session_logs_every_window_and_markers(classifier, tmp_path):
+    log = SessionLog(tmp_path / "s.csv", list(classifier.spec.labels), "file")
+    session = LiveSession(Engine(classifier), FileSource(SPEECH_CLIP), log, time_offset_s=10.0)
+    session.start()
+    wait_until_done(session)
+    session.add_marker("after the end")
+    log.close()
+    rows = read_log(tmp_path / "s.csv")
+    windows = [r for r in rows if r["kind"] == "window"]
+    assert [float(r["start_s"]) for r in windows] == [10.0, 10.5, 11.0, 11.5, 12.0]
+    assert [r["note"] for r in rows if r["kind"] != "window"] == [
+        "started: " + str(SPEECH_CLIP),
+        "stopped",
+        "after the end",
+    ]
+    updates, blocks = session.pop_updates()
+    assert len(updates) == 5 and sum(len(b) for b in blocks) > 60_000
+
+
+def test_a_failing_source_is_reported_not_lost(classifier, tmp_path, speech):
+    broken = write_audio(tmp_path / "broken.flac", np.tile(speech, 3))
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) * 2 // 3])  # cut mid-stream
+    log = SessionLog(tmp_path / "s.csv", list(classifier.spec.labels), "file")
+    session = LiveSession(Engine(classifier), FileSource(broken), log)
+    session.start()
+    wait_until_done(session)
+    log.close()
+    rows = read_log(tmp_path / "s.csv")
+    assert sum(r["kind"] == "window" for r in rows) >= 10  # 8 s analysed before the break
+    assert "truncated or corrupt audio" in str(session.error)
+    assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
