@@ -74,6 +74,22 @@ def test_marker_lands_in_the_csv_and_export_writes_it(window, qtbot, tmp_path):
     assert any(r["kind"] == "window" and r["emotion"] in EMOTIONS for r in exported)
 
 
+def test_a_broken_recording_is_reported(window, qtbot, tmp_path):
+    from ser_live.audio_io import load_audio
+    from tests.conftest import write_audio
+
+    broken = write_audio(tmp_path / "broken.flac", np.tile(load_audio(SPEECH_CLIP), 3))
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) * 2 // 3])
+    assert window.open_recording(broken, realtime=False)
+    qtbot.waitUntil(lambda: window.state == "finished", timeout=30_000)
+    assert "Replay stopped" in window.panel.state.text()
+    assert "truncated or corrupt" in window.panel.state.text()
+    assert window.timeline.points >= 10  # the part before the break is shown and logged
+    assert not window.open_recording(tmp_path / "missing.wav")
+    assert "no such file" in window.panel.state.text()
+
+
 def test_settings_persist(qtbot, tmp_path, settings, window):
     from ser_live.gui.main_window import MainWindow
 
