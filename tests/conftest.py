@@ -105,6 +105,14 @@ def write_audio(
     return path
 
 
+def truncated_flac(path: Path, samples: np.ndarray, keep: float = 2 / 3) -> Path:
+    """A FLAC file cut off after ``keep`` of its bytes, as by a full disk or a crash."""
+    write_audio(path, samples)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would."""
     exe = shutil.which("ser-live", path=str(Path(sys.executable).parent)) or "ser-live"

@@ -76,11 +76,9 @@ def test_marker_lands_in_the_csv_and_export_writes_it(window, qtbot, tmp_path):
 
 def test_a_broken_recording_is_reported(window, qtbot, tmp_path):
     from ser_live.audio_io import load_audio
-    from tests.conftest import write_audio
+    from tests.conftest import truncated_flac
 
-    broken = write_audio(tmp_path / "broken.flac", np.tile(load_audio(SPEECH_CLIP), 3))
-    data = broken.read_bytes()
-    broken.write_bytes(data[: len(data) * 2 // 3])
+    broken = truncated_flac(tmp_path / "broken.flac", np.tile(load_audio(SPEECH_CLIP), 3))
     assert window.open_recording(broken, realtime=False)
     qtbot.waitUntil(lambda: window.state == "finished", timeout=30_000)
     assert "Replay stopped" in window.panel.state.text()

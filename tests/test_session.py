@@ -11,7 +11,7 @@ from ser_live.engine import Engine
 from ser_live.session import LiveSession
 from ser_live.session_log import SessionLog
 from ser_live.sources import FileSource
-from tests.conftest import SPEECH_CLIP, write_audio
+from tests.conftest import SPEECH_CLIP, truncated_flac
 
 
 def read_log(path):
@@ -46,9 +46,7 @@ def test_session_logs_every_window_and_markers(classifier, tmp_path):
 
 
 def test_a_failing_source_is_reported_not_lost(classifier, tmp_path, speech):
-    broken = write_audio(tmp_path / "broken.flac", np.tile(speech, 3))
-    data = broken.read_bytes()
-    broken.write_bytes(data[: len(data) * 2 // 3])  # cut mid-stream
+    broken = truncated_flac(tmp_path / "broken.flac", np.tile(speech, 3))
     log = SessionLog(tmp_path / "s.csv", list(classifier.spec.labels), "file")
     session = LiveSession(Engine(classifier), FileSource(broken), log)
     session.start()
