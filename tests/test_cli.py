@@ -172,3 +172,20 @@ def test_unwritable_output_is_one_line(tmp_path):
     proc = run_cli("analyze", str(SPEECH_CLIP), "--summary", str(tmp_path / "no" / "dir" / "s.csv"))
     assert proc.returncode == 1
     assert_one_line_error(proc)
+
+
+def test_compressed_formats_are_analysed_alike(tmp_path, speech):
+    import soundfile as sf
+
+    summary = tmp_path / "s.csv"
+    for name, fmt, subtype in (
+        ("clip.ogg", "OGG", "VORBIS"),
+        ("clip.opus", "OGG", "OPUS"),
+        ("clip.mp3", "MP3", "MPEG_LAYER_III"),
+    ):
+        sf.write(tmp_path / name, speech, 16000, format=fmt, subtype=subtype)
+    proc = run_cli("analyze", str(tmp_path), str(SPEECH_CLIP), "--summary", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(summary)
+    assert len(rows) == 4 and all(r["error"] == "" for r in rows)
+    assert len({r["emotion"] for r in rows}) == 1  # lossy coding does not change the verdict
