@@ -18,7 +18,7 @@ import numpy as np
 
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
-from ser_live.features import DEFAULT_SETTINGS, FeatureSettings, Standardiser
+from ser_live.features import DEFAULT_SETTINGS, Standardiser
 
 SIDECAR_FORMAT = "ser-live-model"
 SIDECAR_VERSION = 1
@@ -86,7 +86,7 @@ class ModelSpec:
                 k: v for k, v in self.features.items() if DEFAULT_SETTINGS.to_dict().get(k) != v
             } or self.features
             problems.append(f"feature settings {diff} differ from this code's")
-        settings = FeatureSettings(**DEFAULT_SETTINGS.to_dict())
+        settings = DEFAULT_SETTINGS
         expected_frames = settings.frames_in(round(self.window_s * SAMPLE_RATE))
         if list(self.input_shape) != [expected_frames, settings.n_features]:
             problems.append(
@@ -155,6 +155,39 @@ def interpreter_class():
         raise ModelError("no TFLite interpreter installed: pip install ai-edge-litert") from None
 
 
+class TFLiteRunner:
+    """One window in, raw float outputs out, through an allocated TFLite interpreter.
+
+    Quantises the input and dequantises the output with the tensors' own scale and zero
+    point. Shared by the app's ``Classifier`` and training's int8 evaluation.
+    """
+
+    def __init__(self, interpreter) -> None:
+        self.interpreter = interpreter
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        self.input_shape = [int(v) for v in inp["shape"][1:]]
+        self.n_outputs = int(out["shape"][-1])
+        self.quantized = inp["dtype"] == np.int8
+        self._in_index, self._in_dtype = inp["index"], inp["dtype"]
+        self._in_scale, self._in_zero = inp["quantization"]
+        self._out_index, self._out_dtype = out["index"], out["dtype"]
+        self._out_scale, self._out_zero = out["quantization"]
+
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        x = window[np.newaxis]
+        if self._in_dtype == np.int8:
+            x = np.clip(np.round(x / self._in_scale + self._in_zero), -128, 127).astype(np.int8)
+        else:
+            x = x.astype(self._in_dtype)
+        self.interpreter.set_tensor(self._in_index, x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self._out_index)[0]
+        if self._out_dtype == np.int8:
+            return (y.astype(np.float32) - self._out_zero) * self._out_scale
+        return y.astype(np.float32)
+
+
 class Classifier:
     """Runs the int8 (or float) TFLite model on one window of features.
 
@@ -174,22 +207,17 @@ class Classifier:
         except (ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise ModelError(f"model file unreadable: {model_path} ({reason})") from None
-        inp = self._interp.get_input_details()[0]
-        out = self._interp.get_output_details()[0]
-        if list(inp["shape"][1:]) != list(spec.input_shape):
+        self._run = TFLiteRunner(self._interp)
+        if self._run.input_shape != list(spec.input_shape):
             raise ModelError(
-                f"{model_path}: input shape {list(inp['shape'][1:])} differs from its sidecar's "
+                f"{model_path}: input shape {self._run.input_shape} differs from its sidecar's "
                 f"{spec.input_shape}"
             )
-        if out["shape"][-1] != len(spec.labels):
+        if self._run.n_outputs != len(spec.labels):
             raise ModelError(
-                f"{model_path}: {out['shape'][-1]} outputs for {len(spec.labels)} labels"
+                f"{model_path}: {self._run.n_outputs} outputs for {len(spec.labels)} labels"
             )
-        self._in_index, self._in_dtype = inp["index"], inp["dtype"]
-        self._in_scale, self._in_zero = inp["quantization"]
-        self._out_index, self._out_dtype = out["index"], out["dtype"]
-        self._out_scale, self._out_zero = out["quantization"]
-        self.quantized = self._in_dtype == np.int8
+        self.quantized = self._run.quantized
 
     def warm_up(self) -> None:
         with _quiet_native_stderr():  # XNNPACK may announce itself on the first invoke
@@ -197,17 +225,7 @@ class Classifier:
 
     def predict(self, window_features: np.ndarray) -> np.ndarray:
         """Class probabilities (float32, sum 1) for one per-window-normalised window."""
-        x = self._standardise(window_features)[np.newaxis]
-        if self._in_dtype == np.int8:
-            # Quantise with the input tensor's own scale and zero point.
-            x = np.clip(np.round(x / self._in_scale + self._in_zero), -128, 127).astype(np.int8)
-        else:
-            x = x.astype(self._in_dtype)
-        self._interp.set_tensor(self._in_index, x)
-        self._interp.invoke()
-        y = self._interp.get_tensor(self._out_index)[0]
-        if self._out_dtype == np.int8:
-            y = (y.astype(np.float32) - self._out_zero) * self._out_scale
+        y = self._run(self._standardise(window_features))
         y = np.maximum(y.astype(np.float32), 0.0)
         total = float(y.sum())
         return y / total if total > 0 else np.full(len(y), 1.0 / len(y), dtype=np.float32)

@@ -41,26 +41,13 @@ def _quantise(converter, representative: np.ndarray) -> bytes:
 
 
 def tflite_predict(model_bytes: bytes, windows: np.ndarray) -> np.ndarray:
-    """Probabilities from a TFLite model for standardised windows, batch of one at a time."""
-    from ser_live.model import interpreter_class
+    """Raw outputs of a TFLite model for standardised windows, through the runtime's code."""
+    from ser_live.model import TFLiteRunner, interpreter_class
 
     interp = interpreter_class()(model_content=model_bytes, num_threads=2)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    result = np.zeros((len(windows), out["shape"][-1]), dtype=np.float32)
-    for i, window in enumerate(windows):
-        x = window[np.newaxis]
-        if inp["dtype"] == np.int8:
-            x = np.clip(np.round(x / in_scale + in_zero), -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
-        interp.invoke()
-        y = interp.get_tensor(out["index"])[0]
-        if out["dtype"] == np.int8:
-            y = (y.astype(np.float32) - out_zero) * out_scale
-        result[i] = y
-    return result
+    run = TFLiteRunner(interp)
+    return np.stack([run(window) for window in windows])
 
 
 def write_model(path: Path, model_bytes: bytes, sidecar_json: str) -> None:
