@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from ser_live.engine import Update
+from ser_live.errors import SerLiveError
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -41,8 +42,6 @@ class SessionLog:
             # Open for the whole session, closed by close(): no context manager can span it.
             self._file: IO[str] | None = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            from ser_live.errors import SerLiveError
-
             raise SerLiveError(f"cannot write session log {self.path}: {exc.strerror}") from None
         self._writer = csv.writer(self._file)
         self._row(self.header())
@@ -124,8 +123,6 @@ class TableWriter:
     """A CSV file (or stdout) written row by row and flushed, for ``analyze``."""
 
     def __init__(self, path: str | Path, header: list[str]) -> None:
-        from ser_live.errors import SerLiveError
-
         try:
             self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
         except OSError as exc:
