@@ -29,6 +29,11 @@ def make_frontend(cfg: TrainConfig) -> FrontEnd:
     return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad)
 
 
+def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of faint white noise, the floor of any microphone."""
+    return rng.standard_normal(n).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
+
+
 def place_in_room_tone(
     samples: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
 ) -> np.ndarray:
@@ -40,7 +45,7 @@ def place_in_room_tone(
     """
     lead = int(rng.integers(0, round(cfg.hop_s * SAMPLE_RATE)))
     total = max(len(samples), round((cfg.window_s + cfg.hop_s) * SAMPLE_RATE)) + lead
-    out = rng.standard_normal(total).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
+    out = room_tone(total, rng)
     start = lead + (total - lead - len(samples)) // 2
     out[start : start + len(samples)] += samples
     return out
@@ -76,8 +81,7 @@ def _process(task: tuple[int, str, int, int]) -> tuple[int, int, np.ndarray]:
         samples = _worker["augment"](samples, seed)
         short = round(cfg.window_s * SAMPLE_RATE) - len(samples)
         if short > 0:  # a faster time stretch can leave less than one window
-            floor = rng.standard_normal(short).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
-            samples = np.concatenate([samples, floor])
+            samples = np.concatenate([samples, room_tone(short, rng)])
     return index, copy, clip_windows(samples, cfg, _worker["frontend"])
 
 
