@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,17 @@ def _process(task: tuple[int, str, int, int]) -> tuple[int, int, np.ndarray]:
     return index, copy, clip_windows(samples, cfg, _worker["frontend"])
 
 
+#: The code that turns a clip into windows: a change to any of it invalidates the cache.
+WINDOW_SOURCES = [
+    Path(__file__).resolve().parent / name for name in ("windows.py", "augment.py")
+] + [
+    Path(__file__).resolve().parent.parent / "ser_live" / name
+    for name in ("audio_io.py", "vad.py", "features.py", "frontend.py")
+]
+
+WINDOW_LIBRARIES = ("numpy", "librosa", "soxr", "soundfile", "webrtcvad-wheels", "audiomentations")
+
+
 def cache_key(cfg: TrainConfig, utterances: list[Utterance], n_copies: int) -> str:
     payload = {
         "features": DEFAULT_SETTINGS.to_dict(),
@@ -93,7 +105,8 @@ def cache_key(cfg: TrainConfig, utterances: list[Utterance], n_copies: int) -> s
         "seed": cfg.seed,
         "copies": n_copies,
         "clips": [u.path for u in utterances],
-        "augment": Path(__file__).with_name("augment.py").read_text(),
+        "code": {p.name: p.read_text() for p in WINDOW_SOURCES},
+        "libraries": {name: version(name) for name in WINDOW_LIBRARIES},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
