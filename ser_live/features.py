@@ -1,17 +1,21 @@
 """The one feature extractor shared by the live engine and ``training/``.
 
-Per 10 ms frame: 40 MFCCs (from a 64-band log-mel spectrum), zero-crossing rate and RMS
-level in dB. Frames are computed with ``center=False``: a frame depends only on its own
-512 samples, and every step after the STFT is per frame (no clipping relative to the
-loudest frame), so features computed incrementally on a stream are exactly the features
-of the same samples computed at once, and a window's features are a slice of the stream's.
+Per 10 ms frame: 40 MFCCs (from a 64-band log-mel spectrum), zero-crossing rate, RMS
+level in dB and the fundamental frequency (YIN) in semitones. Frames are computed with
+``center=False``: frame ``i`` depends only on the 800 samples from ``i * hop`` (the pitch
+tracker needs two periods of its lowest pitch; the 512-sample spectral frame sits in the
+middle of that span), and every step is per frame (no clipping relative to the loudest
+frame, no smoothing across frames), so features computed incrementally on a stream are
+exactly the features of the same samples computed at once, and a window's features are a
+slice of the stream's.
 
 Normalisation has two stages, both recorded in the model's sidecar:
 
 * per window (``normalise_window``): the mean of each cepstral coefficient and of the dB
   level over the window is subtracted. A fixed gain or a fixed microphone/room colouring is
   an additive constant in the cepstrum and in dB, so this removes it; what is left is how
-  the voice moves, which is what carries emotion across recording setups.
+  the voice moves, which is what carries emotion across recording setups. Pitch is left
+  absolute: no gain or colouring changes it, and its height carries emotion.
 * global (``Standardiser``): z-scoring with the training set's per-feature mean and std.
 """
 
@@ -25,7 +29,7 @@ import numpy as np
 from ser_live import SAMPLE_RATE
 
 #: Bumped whenever the numbers this module computes change; stored in the sidecar.
-FEATURE_VERSION = 2
+FEATURE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -38,21 +42,30 @@ class FeatureSettings:
     fmin: float = 50.0
     fmax: float = 8000.0
     rms_floor_db: float = -100.0
+    pitch_frame_length: int = 800
+    f0_min: float = 60.0
+    f0_max: float = 500.0
+    f0_ref_hz: float = 55.0  # semitone 0
     version: int = FEATURE_VERSION
 
     @property
+    def frame_length(self) -> int:
+        """Samples one frame's features depend on."""
+        return max(self.n_fft, self.pitch_frame_length)
+
+    @property
     def n_features(self) -> int:
-        return self.n_mfcc + 2  # MFCCs, ZCR, RMS dB
+        return self.n_mfcc + 3  # MFCCs, ZCR, RMS dB, F0
 
     @property
     def feature_names(self) -> list[str]:
-        return [f"mfcc{i}" for i in range(self.n_mfcc)] + ["zcr", "rms_db"]
+        return [f"mfcc{i}" for i in range(self.n_mfcc)] + ["zcr", "rms_db", "f0_semitones"]
 
     def frames_in(self, n_samples: int) -> int:
         """Number of whole frames in ``n_samples`` samples."""
-        if n_samples < self.n_fft:
+        if n_samples < self.frame_length:
             return 0
-        return (n_samples - self.n_fft) // self.hop_length + 1
+        return (n_samples - self.frame_length) // self.hop_length + 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,8 +81,11 @@ def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETT
     n_frames = s.frames_in(len(y))
     if n_frames == 0:
         return np.zeros((0, s.n_features), dtype=np.float32)
+    # The spectral frame sits in the middle of the (longer) pitch frame.
+    offset = (s.frame_length - s.n_fft) // 2
+    spectral = y[offset : offset + (n_frames - 1) * s.hop_length + s.n_fft]
     mel = librosa.feature.melspectrogram(
-        y=y,
+        y=spectral,
         sr=s.sample_rate,
         n_fft=s.n_fft,
         hop_length=s.hop_length,
@@ -83,12 +99,35 @@ def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETT
     log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
     zcr = librosa.feature.zero_crossing_rate(
-        y, frame_length=s.n_fft, hop_length=s.hop_length, center=False
+        spectral, frame_length=s.n_fft, hop_length=s.hop_length, center=False
     )
-    rms = librosa.feature.rms(y=y, frame_length=s.n_fft, hop_length=s.hop_length, center=False)
+    rms = librosa.feature.rms(
+        y=spectral, frame_length=s.n_fft, hop_length=s.hop_length, center=False
+    )
     rms_db = 20.0 * np.log10(np.maximum(rms, 10.0 ** (s.rms_floor_db / 20.0)))
-    out = np.concatenate([mfcc, zcr, rms_db], axis=0).T
-    return np.ascontiguousarray(out[:n_frames], dtype=np.float32)
+    # YIN gives a pitch for every frame; in unvoiced frames it is arbitrary, which the
+    # network reads next to ZCR and level. (pYIN would say which frames are voiced, but its
+    # Viterbi pass makes every frame depend on the whole recording.)
+    f0 = librosa.yin(
+        y[: (n_frames - 1) * s.hop_length + s.pitch_frame_length],
+        fmin=s.f0_min,
+        fmax=s.f0_max,
+        sr=s.sample_rate,
+        frame_length=s.pitch_frame_length,
+        hop_length=s.hop_length,
+        center=False,
+    )
+    f0_semitones = 12.0 * np.log2(np.clip(f0, s.f0_min, s.f0_max) / s.f0_ref_hz)
+    out = np.concatenate(
+        [
+            mfcc[:, :n_frames],
+            zcr[:, :n_frames],
+            rms_db[:, :n_frames],
+            f0_semitones[None, :n_frames],
+        ],
+        axis=0,
+    ).T
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def normalise_window(
@@ -135,4 +174,4 @@ def warm_up(settings: FeatureSettings = DEFAULT_SETTINGS) -> None:
 
     Call it off the UI thread; afterwards the first real window is as fast as the rest.
     """
-    frame_features(np.zeros(settings.n_fft * 4, dtype=np.float32), settings)
+    frame_features(np.zeros(settings.frame_length * 4, dtype=np.float32), settings)

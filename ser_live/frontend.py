@@ -43,7 +43,7 @@ class FrontEnd:
         self.hop_samples = round(hop_s * SAMPLE_RATE)
         if self.hop_samples % settings.hop_length:
             raise ValueError("the window hop must be a whole number of feature frames")
-        if self.window_samples < settings.n_fft or self.hop_samples <= 0:
+        if self.window_samples < settings.frame_length or self.hop_samples <= 0:
             raise ValueError("window too short or hop not positive")
         self.frames_per_window = settings.frames_in(self.window_samples)
         self.vad = vad or VoiceActivityDetector()
@@ -98,7 +98,7 @@ class FrontEnd:
         if have < last_frame:
             begin = max(have, first_frame)
             lo = begin * s.hop_length - self._audio_start
-            hi = (last_frame - 1) * s.hop_length + s.n_fft - self._audio_start
+            hi = (last_frame - 1) * s.hop_length + s.frame_length - self._audio_start
             new = frame_features(self._audio[lo:hi], s)
             if have < first_frame:  # a gap: nothing before this window is needed
                 self._frames, self._frames_start = new, first_frame

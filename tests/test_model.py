@@ -22,7 +22,7 @@ def test_shipped_model_is_int8_small_and_matches_the_code(classifier):
     spec = classifier.spec
     assert spec.labels == list(EMOTIONS)
     assert spec.features == DEFAULT_SETTINGS.to_dict()
-    assert spec.input_shape == [197, DEFAULT_SETTINGS.n_features]
+    assert spec.input_shape == [DEFAULT_SETTINGS.frames_in(32000), DEFAULT_SETTINGS.n_features]
     assert "NC" in spec.licence  # the corpora are non-commercial, so is the model
 
 

@@ -142,3 +142,51 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
     )
     speech = [u for u in updates if u.speech]
     assert speech and all(u.emotion in EMOTIONS for u in speech)
+
+
+def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
+    from training.pipeline import training_batches
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 50, 12)).astype(np.float32) + 5.0  # no zeros by chance
+    y = np.arange(200) % len(EMOTIONS)
+
+    plain = training_batches(x, y, TrainConfig(spec_augment=False, mixup_alpha=0.0))
+    batch, targets, weights = plain[0]
+    idx = plain.order[: len(batch)]
+    np.testing.assert_array_equal(batch, x[idx])
+    np.testing.assert_array_equal(targets.argmax(axis=1), y[idx])
+
+    masked = training_batches(x, y, TrainConfig(spec_augment=True, mixup_alpha=0.0))
+    batch, _, _ = masked[0]
+    idx = masked.order[: len(batch)]
+    blanked = batch == 0  # SpecAugment masks blank time spans and feature bands
+    assert blanked.any() and np.array_equal(batch[~blanked], x[idx][~blanked])
+
+    mixed = training_batches(x, y, TrainConfig(spec_augment=False, mixup_alpha=0.4))
+    batch, targets, weights = mixed[0]
+    idx = mixed.order[: len(batch)]
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    assert (targets[np.arange(len(idx)), y[idx]] >= 0.5).all()
+    assert (targets.max(axis=1) < 1.0).any()  # some windows really were blended
+    assert not np.allclose(batch, x[idx])
+    assert weights.shape == (len(idx),) and (weights > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-folder"], "no such folder: no-such-folder"),
+        ([str(CORPUS), "--cv-only", "--install"], "--cv-only trains no model to --install"),
+    ],
+)
+def test_command_line_refuses_bad_arguments_in_one_line(args, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr

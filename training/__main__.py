@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also write the model, sidecar and model-card figures to models/",
     )
+    parser.add_argument(
+        "--cv-only",
+        action="store_true",
+        help="stop after the speaker-independent cross-validation (no final model)",
+    )
     args = parser.parse_args(argv)
 
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
@@ -56,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             setattr(cfg, name, value)
+    if args.cv_only and args.install:
+        parser.error("--cv-only trains no model to --install")
     if args.models:
         cfg.models = [m.strip() for m in args.models.split(",") if m.strip()]
     for folder in args.data:
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.pipeline import run
 
-    run(args.data, run_dir, cfg, ROOT / "models" if args.install else None)
+    run(args.data, run_dir, cfg, ROOT / "models" if args.install else None, not args.cv_only)
     return 0
 
 

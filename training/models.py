@@ -12,6 +12,7 @@ def build_cnn(
     l2: float,
     dropout: float,
     filters: tuple[int, ...] = (64, 96, 128, 128),
+    pooling: str = "avgmax",
 ):
     """A compact Conv1D network over the feature sequence (about 150 k parameters).
 
@@ -32,7 +33,14 @@ def build_cnn(
         x = layers.SpatialDropout1D(0.1)(x)
         if pool:
             x = layers.MaxPooling1D(2)(x)
-    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    if pooling == "attention":  # a learnt weight per time step: which moments carry emotion
+        weights = layers.Softmax(axis=1)(layers.Dense(1)(x))
+        attended = layers.Dot(axes=1)([weights, x])
+        x = layers.Concatenate()([layers.Flatten()(attended), layers.GlobalMaxPooling1D()(x)])
+    else:
+        x = layers.Concatenate()(
+            [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
+        )
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(64, activation="relu", kernel_regularizer=reg)(x)
     x = layers.Dropout(dropout / 2)(x)

@@ -110,16 +110,17 @@ def train_neural(
         cfg.l2,
         cfg.dropout,
         filters=tuple(cfg.cnn_filters),
+        pooling=cfg.cnn_pooling,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )
     callbacks = []
     validation = None
     if x_val is not None and len(x_val):
-        validation = (x_val, y_val)
+        validation = (x_val, one_hot(y_val))
         callbacks = [
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True
@@ -139,19 +140,8 @@ def train_neural(
                 )
             )
         ]
-    weights = _class_weights(y_train)
-    if cfg.spec_augment:
-        fit_args = {"x": masked_batches(x_train, y_train, weights, cfg.batch_size, cfg.seed)}
-    else:
-        fit_args = {
-            "x": x_train,
-            "y": y_train,
-            "batch_size": cfg.batch_size,
-            "class_weight": weights,
-            "shuffle": True,
-        }
     history = model.fit(
-        **fit_args,
+        training_batches(x_train, y_train, cfg),
         validation_data=validation,
         epochs=epochs or cfg.epochs,
         callbacks=callbacks,
@@ -164,21 +154,30 @@ def train_neural(
     return model, hist, best_epoch
 
 
-def masked_batches(x, y, class_weights, batch_size: int, seed: int):
-    """Shuffled training batches with SpecAugment-style masks (and class weights).
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
 
-    Each window loses up to two time spans of up to 20 frames and one band of up to 8
-    features (set to 0, the standardised mean): the model cannot lean on any one moment or
-    coefficient, which is what a new speaker or microphone changes.
+
+def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+    """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
+
+    Masks: each window loses up to two time spans of up to 20 frames and one band of up to
+    8 features (set to 0, the standardised mean): the model cannot lean on any one moment or
+    coefficient, which is what a new speaker or microphone changes. Mixup blends each window
+    (and its label and weight) with another window of the batch.
     """
     import keras
+
+    class_weights = _class_weights(y)
+    batch_size = cfg.batch_size
 
     class _Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
-            self.rng = np.random.default_rng(seed)
+            self.rng = np.random.default_rng(cfg.seed)
             self.order = self.rng.permutation(len(x))
             self.sample_weight = np.array([class_weights[int(c)] for c in y], dtype=np.float32)
+            self.targets = one_hot(y)
 
         def __len__(self) -> int:
             return int(np.ceil(len(x) / batch_size))
@@ -186,16 +185,26 @@ def masked_batches(x, y, class_weights, batch_size: int, seed: int):
         def __getitem__(self, index: int):
             idx = self.order[index * batch_size : (index + 1) * batch_size]
             batch = x[idx].copy()
+            targets = self.targets[idx]
+            weights = self.sample_weight[idx]
             n_frames, n_feats = batch.shape[1:]
-            for window in batch:
-                for _ in range(self.rng.integers(0, 3)):
-                    width = self.rng.integers(1, 21)
-                    start = self.rng.integers(0, n_frames - width)
-                    window[start : start + width] = 0.0
-                width = self.rng.integers(0, 9)
-                start = self.rng.integers(0, n_feats - width)
-                window[:, start : start + width] = 0.0
-            return batch, y[idx], self.sample_weight[idx]
+            if cfg.spec_augment:
+                for window in batch:
+                    for _ in range(self.rng.integers(0, 3)):
+                        width = self.rng.integers(1, 21)
+                        start = self.rng.integers(0, n_frames - width)
+                        window[start : start + width] = 0.0
+                    width = self.rng.integers(0, 9)
+                    start = self.rng.integers(0, n_feats - width)
+                    window[:, start : start + width] = 0.0
+            if cfg.mixup_alpha > 0:
+                lam = self.rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, len(idx)).astype(np.float32)
+                lam = np.maximum(lam, 1 - lam)  # each window stays mostly itself
+                partner = self.rng.permutation(len(idx))
+                batch = lam[:, None, None] * batch + (1 - lam[:, None, None]) * batch[partner]
+                targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+                weights = lam * weights + (1 - lam) * weights[partner]
+            return batch, targets, weights
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(len(x))
@@ -226,7 +235,14 @@ def clip_statistics(x: np.ndarray, clip: np.ndarray, copy: np.ndarray, mask: np.
 # ----------------------------------------------------------------------------- steps
 
 
-def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path | None) -> dict:
+def run(
+    data_dirs: list[Path],
+    run_dir: Path,
+    cfg: TrainConfig,
+    install_to: Path | None,
+    final: bool = True,
+) -> dict:
+    """One whole run; ``final=False`` stops after cross-validation (for experiments)."""
     started = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.json")
@@ -330,50 +346,26 @@ def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path
             log(f"fold {k + 1} cnn_int8: RAVDESS UAR {int8_uar:.3f}")
 
     # ------------------------------------------------------------------ final model
-    final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
-    log(f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs")
-    standardiser = Standardiser.fit(x)
-    x_all = standardiser(x)
-    model, hist, _ = train_neural(
-        "cnn", cfg, x_all, y, None, None, run_dir / "final_cnn.keras", final_epochs
-    )
-    histories["final cnn"] = hist
-    rng = np.random.default_rng(cfg.seed)
-    rep = x_all[rng.choice(len(x_all), min(400, len(x_all)), replace=False)]
-    int8 = to_int8_tflite(model, rep)
-
     summary = summarise(results)
-    spec = ModelSpec(
-        labels=list(EMOTIONS),
-        sample_rate=SAMPLE_RATE,
-        window_s=cfg.window_s,
-        hop_s=cfg.hop_s,
-        min_speech_ratio=cfg.min_speech_ratio,
-        vad={
-            "aggressiveness": cfg.vad_aggressiveness,
-            "hangover_frames": cfg.vad_hangover_frames,
-            "min_level_db": cfg.vad_min_level_db,
-        },
-        features=DEFAULT_SETTINGS.to_dict(),
-        normalisation={"per_window": "cepstral-mean-and-level", "global": standardiser.to_dict()},
-        input_shape=list(x.shape[1:]),
-        model_version=dt.date.today().isoformat(),
-        training={
-            "ser_live_version": __version__,
-            "corpora": sorted({u.corpus for u in utterances}),
-            "clips": len(utterances),
-            "speakers": len(set(speakers)),
-            "windows": len(x),
-            "epochs": final_epochs,
-            "config": asdict(cfg),
-        },
-        metrics=summary,
-        licence="CC BY-NC-SA 4.0 (trained on RAVDESS, CC BY-NC-SA 4.0, and TESS, CC BY-NC-ND 4.0)",
-    )
-    write_model(run_dir / MODEL_NAME, int8, spec.to_json())
-    if install_to is not None:
-        write_model(install_to / MODEL_NAME, int8, spec.to_json())
-        log(f"installed {install_to / MODEL_NAME} ({len(int8) / 1024:.0f} KiB)")
+    int8, final_epochs = b"", None
+    if final:
+        final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
+        log(f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs")
+        standardiser = Standardiser.fit(x)
+        x_all = standardiser(x)
+        model, hist, _ = train_neural(
+            "cnn", cfg, x_all, y, None, None, run_dir / "final_cnn.keras", final_epochs
+        )
+        histories["final cnn"] = hist
+        rng = np.random.default_rng(cfg.seed)
+        rep = x_all[rng.choice(len(x_all), min(400, len(x_all)), replace=False)]
+        int8 = to_int8_tflite(model, rep)
+
+        spec = model_spec(cfg, standardiser, x.shape[1:], len(x), utterances, final_epochs, summary)
+        write_model(run_dir / MODEL_NAME, int8, spec.to_json())
+        if install_to is not None:
+            write_model(install_to / MODEL_NAME, int8, spec.to_json())
+            log(f"installed {install_to / MODEL_NAME} ({len(int8) / 1024:.0f} KiB)")
 
     # ------------------------------------------------------------------ report
     with open(run_dir / "predictions.csv", "w", newline="") as f:
@@ -432,6 +424,45 @@ def run(data_dirs: list[Path], run_dir: Path, cfg: TrainConfig, install_to: Path
         )
     )
     return report
+
+
+def model_spec(
+    cfg: TrainConfig,
+    standardiser: Standardiser,
+    input_shape: tuple[int, ...],
+    n_windows: int,
+    utterances: list[Utterance],
+    epochs: int,
+    summary: dict,
+) -> ModelSpec:
+    """The sidecar: everything the runtime needs to feed the model as it was trained."""
+    return ModelSpec(
+        labels=list(EMOTIONS),
+        sample_rate=SAMPLE_RATE,
+        window_s=cfg.window_s,
+        hop_s=cfg.hop_s,
+        min_speech_ratio=cfg.min_speech_ratio,
+        vad={
+            "aggressiveness": cfg.vad_aggressiveness,
+            "hangover_frames": cfg.vad_hangover_frames,
+            "min_level_db": cfg.vad_min_level_db,
+        },
+        features=DEFAULT_SETTINGS.to_dict(),
+        normalisation={"per_window": "cepstral-mean-and-level", "global": standardiser.to_dict()},
+        input_shape=list(input_shape),
+        model_version=dt.date.today().isoformat(),
+        training={
+            "ser_live_version": __version__,
+            "corpora": sorted({u.corpus for u in utterances}),
+            "clips": len(utterances),
+            "speakers": len({u.speaker for u in utterances}),
+            "windows": n_windows,
+            "epochs": epochs,
+            "config": asdict(cfg),
+        },
+        metrics=summary,
+        licence="CC BY-NC-SA 4.0 (trained on RAVDESS, CC BY-NC-SA 4.0, and TESS, CC BY-NC-ND 4.0)",
+    )
 
 
 def _evaluate_clips(results, prediction_rows, utterances, labels, fold, name, clips, probs) -> None:
@@ -516,7 +547,9 @@ def markdown_report(report: dict, cfg: TrainConfig) -> str:
         f"Folds (test actors): {report['folds']}",
         "",
         f"Final model: {report['final_epochs']} epochs on all speakers; "
-        f"{report['model_bytes'] / 1024:.0f} KiB; run took {report['seconds']} s.",
+        f"{report['model_bytes'] / 1024:.0f} KiB; run took {report['seconds']} s."
+        if report["final_epochs"]
+        else f"Cross-validation only (no final model); run took {report['seconds']} s.",
         "",
     ]
     return "\n".join(lines)
