@@ -118,15 +118,8 @@ def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETT
         center=False,
     )
     f0_semitones = 12.0 * np.log2(np.clip(f0, s.f0_min, s.f0_max) / s.f0_ref_hz)
-    out = np.concatenate(
-        [
-            mfcc[:, :n_frames],
-            zcr[:, :n_frames],
-            rms_db[:, :n_frames],
-            f0_semitones[None, :n_frames],
-        ],
-        axis=0,
-    ).T
+    # Both inputs were cut to exactly ``n_frames`` frames above.
+    out = np.concatenate([mfcc, zcr, rms_db, f0_semitones[np.newaxis]], axis=0).T
     return np.ascontiguousarray(out, dtype=np.float32)
 
 

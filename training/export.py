@@ -7,6 +7,12 @@ from pathlib import Path
 import numpy as np
 
 
+def calibration_windows(windows: np.ndarray, seed: int, n: int = 400) -> np.ndarray:
+    """A seeded random sample of ``n`` training windows for the int8 calibration."""
+    rng = np.random.default_rng(seed)
+    return windows[rng.choice(len(windows), min(n, len(windows)), replace=False)]
+
+
 def to_int8_tflite(model, representative: np.ndarray) -> bytes:
     """Quantise ``model`` to int8 weights, activations, input and output.
 

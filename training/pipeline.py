@@ -22,7 +22,7 @@ from ser_live.features import DEFAULT_SETTINGS, Standardiser
 from ser_live.model import ModelSpec
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances, write_manifest
-from training.export import tflite_predict, to_int8_tflite, write_model
+from training.export import calibration_windows, tflite_predict, to_int8_tflite, write_model
 from training.metrics import plot_confusion, plot_curves, scores
 from training.models import NEURAL_MODELS, build_svm, utterance_statistics
 from training.windows import extract_windows
@@ -331,11 +331,7 @@ def run(
                 evaluate(name, model.predict(xs["test"], batch_size=256, verbose=0))
                 if name == "cnn":
                     best_epochs.append(best)
-                    rng = np.random.default_rng(cfg.seed)
-                    rep = xs["train"][
-                        rng.choice(len(xs["train"]), min(400, len(xs["train"])), replace=False)
-                    ]
-                    int8 = to_int8_tflite(model, rep)
+                    int8 = to_int8_tflite(model, calibration_windows(xs["train"], cfg.seed))
                     evaluate("cnn_int8", tflite_predict(int8, xs["test"]))
             log(
                 f"fold {k + 1} {name}: RAVDESS UAR {results[name][-1]['ravdess']['uar']:.3f} "
@@ -357,9 +353,7 @@ def run(
             "cnn", cfg, x_all, y, None, None, run_dir / "final_cnn.keras", final_epochs
         )
         histories["final cnn"] = hist
-        rng = np.random.default_rng(cfg.seed)
-        rep = x_all[rng.choice(len(x_all), min(400, len(x_all)), replace=False)]
-        int8 = to_int8_tflite(model, rep)
+        int8 = to_int8_tflite(model, calibration_windows(x_all, cfg.seed))
 
         spec = model_spec(cfg, standardiser, x.shape[1:], len(x), utterances, final_epochs, summary)
         write_model(run_dir / MODEL_NAME, int8, spec.to_json())
