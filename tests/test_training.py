@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,24 @@ def test_folds_hold_out_whole_actors_balanced_by_gender():
         assert len(fold) == 6 and males == 3
 
 
+def test_each_fold_holds_out_a_tess_speaker_and_two_other_actors_for_early_stopping():
+    from training.corpora import Utterance
+    from training.pipeline import fold_speakers
+
+    utts = [
+        Utterance(f"{a}.wav", "ravdess", f"ravdess-{a:02d}", "", "neutral", "", "")
+        for a in range(1, 25)
+    ] + [Utterance(f"{s}.wav", "tess", f"tess-{s}", "", "neutral", "", "") for s in ("OAF", "YAF")]
+    held_tess = []
+    for k, actors in enumerate(ravdess_folds(utts, 4)):
+        test, val = fold_speakers(k, actors, utts)
+        tess = test - set(actors)
+        assert len(tess) == 1 and next(iter(tess)).startswith("tess-")
+        held_tess += tess
+        assert len(val) == 2 and not val & test and all(v.startswith("ravdess-") for v in val)
+    assert sorted(set(held_tess)) == ["tess-OAF", "tess-YAF"]
+
+
 def test_augmented_windows_are_deterministic(tmp_path):
     from training.windows import extract_windows
 
@@ -121,7 +140,7 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
     ):
         assert (run_dir / name).stat().st_size > 0, name
     report = json.loads((run_dir / "report.json").read_text())
-    for model in ("cnn", "lstm", "svm", "cnn_int8"):
+    for model in ("cnn", "lstm", "svm", "cnn_int8", "cnn_member1"):
         assert 0 <= report["summary"][model]["ravdess_uar_mean"] <= 1
     assert "int8_uar_drop_points" in report["summary"]
 
@@ -145,7 +164,7 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
 
 
 def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
-    from training.pipeline import training_batches
+    from training.neural import training_batches
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 50, 12)).astype(np.float32) + 5.0  # no zeros by chance
@@ -190,3 +209,67 @@ def test_command_line_refuses_bad_arguments_in_one_line(args, message):
     )
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_averaged_members_are_one_model_giving_the_mean_of_their_probabilities():
+    import keras
+
+    from training.models import build_cnn
+    from training.neural import average_of
+
+    members = []
+    for seed in (1, 2, 3):
+        keras.utils.set_random_seed(seed)
+        members.append(build_cnn(40, 12, len(EMOTIONS), 1e-4, 0.4, filters=(8, 8, 8, 8)))
+    x = np.random.default_rng(0).standard_normal((5, 40, 12)).astype(np.float32)
+    each = [m.predict(x, verbose=0) for m in members]
+    assert not np.allclose(each[0], each[1])  # the members really differ
+
+    ensemble = average_of(members)
+    assert len(ensemble.inputs) == 1 and ensemble.outputs[0].shape[-1] == len(EMOTIONS)
+    np.testing.assert_allclose(ensemble.predict(x, verbose=0), np.mean(each, axis=0), atol=1e-6)
+    assert average_of(members[:1]) is members[0]
+
+
+def test_fits_do_not_depend_on_how_many_run_side_by_side(tmp_path):
+    import keras
+
+    from ser_live.features import Standardiser
+    from training.jobs import FitJob, fit, fit_pool
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 40, 12)).astype(np.float32)
+    y = np.arange(120) % len(EMOTIONS)
+    np.save(tmp_path / "windows.npy", x)
+    cfg = TrainConfig(epochs=2, batch_size=16, cnn_filters=[8, 8, 8, 8])
+
+    def jobs(folder: str) -> list[FitJob]:
+        (tmp_path / folder).mkdir()
+        return [
+            FitJob(
+                name=f"member {seed}",
+                kind="cnn",
+                cfg=replace(cfg, seed=seed),
+                windows=tmp_path / "windows.npy",
+                standardiser=Standardiser.fit(x[:80]),
+                train=np.arange(80),
+                y_train=y[:80],
+                checkpoint=tmp_path / folder / f"{seed}.keras",
+                val=np.arange(80, 120),
+                y_val=y[80:],
+            )
+            for seed in (1, 2)
+        ]
+
+    outputs = {}
+    for workers in (1, 2):
+        with fit_pool(workers) as pool:
+            done = [f.result() for f in [pool.submit(fit, j) for j in jobs(f"w{workers}")]]
+        outputs[workers] = [
+            keras.models.load_model(r.job.checkpoint).predict(x[80:], verbose=0) for r in done
+        ]
+        assert [r.job.name for r in done] == ["member 1", "member 2"]
+        assert all(len(r.history["loss"]) == 2 for r in done)
+    assert not np.allclose(outputs[1][0], outputs[1][1])  # two seeds, two different models
+    for one, two in zip(outputs[1], outputs[2], strict=True):
+        np.testing.assert_array_equal(one, two)

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,10 @@ from ser_live.model import ModelSpec
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances, write_manifest
 from training.export import calibration_windows, tflite_predict, to_int8_tflite, write_model
+from training.jobs import FitJob, fit, fit_pool
 from training.metrics import plot_confusion, plot_curves, scores
 from training.models import NEURAL_MODELS, build_svm, utterance_statistics
+from training.neural import average_of
 from training.windows import extract_windows
 
 MODEL_NAME = "ser_cnn_int8.tflite"
@@ -72,144 +74,22 @@ def ravdess_folds(utterances: list[Utterance], n_folds: int) -> list[list[str]]:
     return [sorted(f) for f in folds if f]
 
 
+def fold_speakers(
+    k: int, test_actors: list[str], utterances: list[Utterance]
+) -> tuple[set[str], set[str]]:
+    """Fold ``k``'s test speakers (its actors and one TESS speaker) and the two actors of
+    the training side held out for early stopping."""
+    tess = sorted({u.speaker for u in utterances if u.corpus == "tess"})
+    test = set(test_actors) | ({tess[k % len(tess)]} if len(tess) > 1 else set())
+    remaining = [u for u in utterances if u.corpus == "ravdess" and u.speaker not in test]
+    return test, set(ravdess_folds(remaining, 8)[0][:2])
+
+
 # ----------------------------------------------------------------------------- training
 
 
-def _setup_tf(seed: int) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-def _class_weights(labels: np.ndarray) -> dict[int, float]:
-    counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(float)
-    weights = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
-    return {i: float(w) for i, w in enumerate(weights)}
-
-
-def train_neural(
-    kind: str,
-    cfg: TrainConfig,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray | None,
-    y_val: np.ndarray | None,
-    checkpoint: Path,
-    epochs: int | None = None,
-):
-    """Train one neural model; with validation data, keep the best epoch."""
-    import keras
-
-    _setup_tf(cfg.seed)
-    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNN's filter widths
-        x_train.shape[1],
-        x_train.shape[2],
-        len(EMOTIONS),
-        cfg.l2,
-        cfg.dropout,
-        filters=tuple(cfg.cnn_filters),
-        pooling=cfg.cnn_pooling,
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-    )
-    callbacks = []
-    validation = None
-    if x_val is not None and len(x_val):
-        validation = (x_val, one_hot(y_val))
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5
-            ),
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoint), monitor="val_loss", save_best_only=True
-            ),
-        ]
-    else:  # the final model: a fixed schedule found by cross-validation
-        callbacks = [
-            keras.callbacks.LearningRateScheduler(
-                lambda epoch, lr: (
-                    cfg.learning_rate * (0.5 ** (epoch // max(1, (epochs or cfg.epochs) // 3)))
-                )
-            )
-        ]
-    history = model.fit(
-        training_batches(x_train, y_train, cfg),
-        validation_data=validation,
-        epochs=epochs or cfg.epochs,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    if validation is None:
-        model.save(str(checkpoint))
-    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist else len(hist["loss"])
-    return model, hist, best_epoch
-
-
-def one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
-
-
-def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
-    """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
-
-    Masks: each window loses up to two time spans of up to 20 frames and one band of up to
-    8 features (set to 0, the standardised mean): the model cannot lean on any one moment or
-    coefficient, which is what a new speaker or microphone changes. Mixup blends each window
-    (and its label and weight) with another window of the batch.
-    """
-    import keras
-
-    class_weights = _class_weights(y)
-    batch_size = cfg.batch_size
-
-    class _Batches(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rng = np.random.default_rng(cfg.seed)
-            self.order = self.rng.permutation(len(x))
-            self.sample_weight = np.array([class_weights[int(c)] for c in y], dtype=np.float32)
-            self.targets = one_hot(y)
-
-        def __len__(self) -> int:
-            return int(np.ceil(len(x) / batch_size))
-
-        def __getitem__(self, index: int):
-            idx = self.order[index * batch_size : (index + 1) * batch_size]
-            batch = x[idx].copy()
-            targets = self.targets[idx]
-            weights = self.sample_weight[idx]
-            n_frames, n_feats = batch.shape[1:]
-            if cfg.spec_augment:
-                for window in batch:
-                    for _ in range(self.rng.integers(0, 3)):
-                        width = self.rng.integers(1, 21)
-                        start = self.rng.integers(0, n_frames - width)
-                        window[start : start + width] = 0.0
-                    width = self.rng.integers(0, 9)
-                    start = self.rng.integers(0, n_feats - width)
-                    window[:, start : start + width] = 0.0
-            if cfg.mixup_alpha > 0:
-                lam = self.rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, len(idx)).astype(np.float32)
-                lam = np.maximum(lam, 1 - lam)  # each window stays mostly itself
-                partner = self.rng.permutation(len(idx))
-                batch = lam[:, None, None] * batch + (1 - lam[:, None, None]) * batch[partner]
-                targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
-                weights = lam * weights + (1 - lam) * weights[partner]
-            return batch, targets, weights
-
-        def on_epoch_end(self) -> None:
-            self.order = self.rng.permutation(len(x))
-
-    return _Batches()
+def _member_suffix(index: int, seeds: list[int]) -> str:
+    return f"_member{index + 1}" if len(seeds) > 1 else ""
 
 
 def clip_probabilities(
@@ -265,101 +145,154 @@ def run(
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean), shape {x.shape[1:]}")
 
     folds = ravdess_folds(utterances, cfg.folds)
-    tess_speakers = sorted({u.speaker for u in utterances if u.corpus == "tess"})
+    neural = [m for m in cfg.models if m in NEURAL_MODELS]
+    members = [cfg.seed + m for m in range(cfg.cnn_members)] if "cnn" in cfg.models else []
     results: dict[str, list[dict]] = {m: [] for m in [*cfg.models, "cnn_int8"]}
+    if len(members) > 1:  # what one network alone scores, to show what averaging adds
+        results["cnn_member1"] = []
     histories: dict[str, dict] = {}
     best_epochs: list[int] = []
     prediction_rows: list[list] = []
-
-    for k, test_actors in enumerate(folds):
-        held_tess = [tess_speakers[k % len(tess_speakers)]] if len(tess_speakers) > 1 else []
-        test_speakers = set(test_actors) | set(held_tess)
-        remaining = [
-            a
-            for a in sorted({s for s in speakers if s.startswith("ravdess")})
-            if a not in test_speakers
-        ]
-        val_speakers = set(
-            ravdess_folds([u for u in utterances if u.speaker in remaining], 8)[0][:2]
-        )
-        train_mask = ~np.isin(win_speaker, list(test_speakers | val_speakers))
-        val_mask = np.isin(win_speaker, list(val_speakers)) & (copy == 0)
-        test_mask = np.isin(win_speaker, list(test_speakers)) & (copy == 0)
-        log(
-            f"fold {k + 1}/{len(folds)}: test {sorted(test_speakers)}, "
-            f"validation {sorted(val_speakers)}, {int(train_mask.sum())} training windows"
-        )
-        standardiser = Standardiser.fit(x[train_mask])
-        xs = {
-            name: standardiser(x[m])
-            for name, m in (("train", train_mask), ("val", val_mask), ("test", test_mask))
-        }
-        fold_dir = run_dir / f"fold{k + 1}"
-        fold_dir.mkdir(exist_ok=True)
-
-        def evaluate(
-            name: str, window_probs: np.ndarray, fold: int = k, mask: np.ndarray = test_mask
-        ) -> None:
-            clips, probs = clip_probabilities(window_probs, clip[mask])
-            _evaluate_clips(results, prediction_rows, utterances, labels, fold, name, clips, probs)
-            rav = np.char.startswith(win_speaker[mask], "ravdess")
-            results[name][-1]["window_uar_ravdess"] = scores(
-                y[mask][rav], window_probs.argmax(axis=1)[rav]
-            )["uar"]
-
-        for name in cfg.models:
-            t0 = time.time()
-            if name == "svm":
-                train_stats, train_clips = clip_statistics(x, clip, copy, train_mask)
-                model = build_svm(cfg.seed).fit(train_stats, labels[train_clips])
-                test_stats, test_clips = clip_statistics(x, clip, copy, test_mask)
-                onehot = np.eye(len(EMOTIONS))[model.predict(test_stats)]
-                _evaluate_clips(
-                    results, prediction_rows, utterances, labels, k, "svm", test_clips, onehot
-                )
-            else:
-                model, hist, best = train_neural(
-                    name,
-                    cfg,
-                    xs["train"],
-                    y[train_mask],
-                    xs["val"],
-                    y[val_mask],
-                    fold_dir / f"{name}_best.keras",
-                )
-                histories[f"{name} fold {k + 1}"] = hist
-                evaluate(name, model.predict(xs["test"], batch_size=256, verbose=0))
-                if name == "cnn":
-                    best_epochs.append(best)
-                    int8 = to_int8_tflite(model, calibration_windows(xs["train"], cfg.seed))
-                    evaluate("cnn_int8", tflite_predict(int8, xs["test"]))
-            log(
-                f"fold {k + 1} {name}: RAVDESS UAR {results[name][-1]['ravdess']['uar']:.3f} "
-                f"({time.time() - t0:.0f} s)"
-            )
-        if "cnn" in cfg.models:
-            int8_uar = results["cnn_int8"][-1]["ravdess"]["uar"]
-            log(f"fold {k + 1} cnn_int8: RAVDESS UAR {int8_uar:.3f}")
-
-    # ------------------------------------------------------------------ final model
-    summary = summarise(results)
     int8, final_epochs = b"", None
-    if final:
-        final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
-        log(f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs")
-        standardiser = Standardiser.fit(x)
-        x_all = standardiser(x)
-        model, hist, _ = train_neural(
-            "cnn", cfg, x_all, y, None, None, run_dir / "final_cnn.keras", final_epochs
-        )
-        histories["final cnn"] = hist
-        int8 = to_int8_tflite(model, calibration_windows(x_all, cfg.seed))
 
-        spec = model_spec(cfg, standardiser, x.shape[1:], len(x), utterances, final_epochs, summary)
-        write_model(run_dir / MODEL_NAME, int8, spec.to_json())
-        if install_to is not None:
-            write_model(install_to / MODEL_NAME, int8, spec.to_json())
-            log(f"installed {install_to / MODEL_NAME} ({len(int8) / 1024:.0f} KiB)")
+    windows_file = run_dir / "windows.npy"  # the workers memory-map it (see training.jobs)
+    np.save(windows_file, x)
+    try:
+        with fit_pool(cfg.workers) as pool:
+            # Every neural fit of every fold goes to the workers at once ...
+            fold_runs = []
+            for k, test_actors in enumerate(folds):
+                test_speakers, val_speakers = fold_speakers(k, test_actors, utterances)
+                train_mask = ~np.isin(win_speaker, list(test_speakers | val_speakers))
+                val_mask = np.isin(win_speaker, list(val_speakers)) & (copy == 0)
+                test_mask = np.isin(win_speaker, list(test_speakers)) & (copy == 0)
+                log(
+                    f"fold {k + 1}/{len(folds)}: test {sorted(test_speakers)}, "
+                    f"validation {sorted(val_speakers)}, {int(train_mask.sum())} training windows"
+                )
+                standardiser = Standardiser.fit(x[train_mask])
+                fold_dir = run_dir / f"fold{k + 1}"
+                fold_dir.mkdir(exist_ok=True)
+                fits: dict[str, list] = {}
+                for name in neural:
+                    seeds = members if name == "cnn" else [cfg.seed]
+                    fits[name] = [
+                        pool.submit(
+                            fit,
+                            FitJob(
+                                name=f"fold {k + 1} {name}"
+                                + (f" member {m + 1}" if len(seeds) > 1 else ""),
+                                kind=name,
+                                cfg=replace(cfg, seed=seed),
+                                windows=windows_file,
+                                standardiser=standardiser,
+                                train=np.flatnonzero(train_mask),
+                                y_train=y[train_mask],
+                                checkpoint=fold_dir
+                                / f"{name}_best{_member_suffix(m, seeds)}.keras",
+                                val=np.flatnonzero(val_mask),
+                                y_val=y[val_mask],
+                            ),
+                        )
+                        for m, seed in enumerate(seeds)
+                    ]
+                fold_runs.append((k, train_mask, test_mask, standardiser, fits))
+
+            # ... while the classic baseline trains here.
+            if "svm" in cfg.models:
+                for k, train_mask, test_mask, _, _ in fold_runs:
+                    t0 = time.time()
+                    train_stats, train_clips = clip_statistics(x, clip, copy, train_mask)
+                    model = build_svm(cfg.seed).fit(train_stats, labels[train_clips])
+                    test_stats, test_clips = clip_statistics(x, clip, copy, test_mask)
+                    onehot = np.eye(len(EMOTIONS))[model.predict(test_stats)]
+                    _evaluate_clips(
+                        results, prediction_rows, utterances, labels, k, "svm", test_clips, onehot
+                    )
+                    log(
+                        f"fold {k + 1} svm: RAVDESS UAR {results['svm'][-1]['ravdess']['uar']:.3f} "
+                        f"({time.time() - t0:.0f} s)"
+                    )
+
+            import keras
+
+            for k, train_mask, test_mask, standardiser, fits in fold_runs:
+                x_test = standardiser(x[test_mask])
+
+                def evaluate(
+                    name: str, window_probs: np.ndarray, fold: int = k, mask: np.ndarray = test_mask
+                ) -> None:
+                    clips, probs = clip_probabilities(window_probs, clip[mask])
+                    _evaluate_clips(
+                        results, prediction_rows, utterances, labels, fold, name, clips, probs
+                    )
+                    rav = np.char.startswith(win_speaker[mask], "ravdess")
+                    results[name][-1]["window_uar_ravdess"] = scores(
+                        y[mask][rav], window_probs.argmax(axis=1)[rav]
+                    )["uar"]
+                    uar = results[name][-1]["ravdess"]["uar"]
+                    log(f"fold {fold + 1} {name}: RAVDESS UAR {uar:.3f}")
+
+                for name in neural:
+                    done = [f.result() for f in fits[name]]
+                    histories[f"{name} fold {k + 1}"] = done[0].history
+                    models = [keras.models.load_model(r.job.checkpoint) for r in done]
+                    member_probs = [m.predict(x_test, batch_size=256, verbose=0) for m in models]
+                    evaluate(name, np.mean(member_probs, axis=0))
+                    if name == "cnn":
+                        best_epochs.extend(r.best_epoch for r in done)
+                        if "cnn_member1" in results:
+                            evaluate("cnn_member1", member_probs[0])
+                        calibration = standardiser(
+                            x[calibration_windows(np.flatnonzero(train_mask), cfg.seed)]
+                        )
+                        fold_int8 = to_int8_tflite(average_of(models), calibration)
+                        evaluate("cnn_int8", tflite_predict(fold_int8, x_test))
+
+            # ---------------------------------------------------------- final model
+            summary = summarise(results)
+            if final:
+                final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
+                log(
+                    f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs, "
+                    f"{len(members)} member(s)"
+                )
+                standardiser = Standardiser.fit(x)
+                everything = np.arange(len(x))
+                done = [
+                    f.result()
+                    for f in [
+                        pool.submit(
+                            fit,
+                            FitJob(
+                                name=f"final cnn member {m + 1}",
+                                kind="cnn",
+                                cfg=replace(cfg, seed=seed),
+                                windows=windows_file,
+                                standardiser=standardiser,
+                                train=everything,
+                                y_train=y,
+                                checkpoint=run_dir / f"final_cnn{_member_suffix(m, members)}.keras",
+                                epochs=final_epochs,
+                            ),
+                        )
+                        for m, seed in enumerate(members)
+                    ]
+                ]
+                histories["final cnn"] = done[0].history
+                ensemble = average_of([keras.models.load_model(r.job.checkpoint) for r in done])
+                calibration = standardiser(x[calibration_windows(everything, cfg.seed)])
+                int8 = to_int8_tflite(ensemble, calibration)
+
+                spec = model_spec(
+                    cfg, standardiser, x.shape[1:], len(x), utterances, final_epochs, summary
+                )
+                write_model(run_dir / MODEL_NAME, int8, spec.to_json())
+                if install_to is not None:
+                    write_model(install_to / MODEL_NAME, int8, spec.to_json())
+                    log(f"installed {install_to / MODEL_NAME} ({len(int8) / 1024:.0f} KiB)")
+    finally:
+        windows_file.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ report
     with open(run_dir / "predictions.csv", "w", newline="") as f:

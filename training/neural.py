@@ -1,0 +1,186 @@
+"""Training one Keras model on windows, and averaging several into one network."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ser_live import EMOTIONS
+from training.config import TrainConfig
+from training.models import NEURAL_MODELS
+
+
+def _setup_tf(seed: int) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def _class_weights(labels: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(float)
+    weights = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def train_neural(
+    kind: str,
+    cfg: TrainConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    checkpoint: Path,
+    epochs: int | None = None,
+    name: str = "",
+):
+    """Train one neural model; with validation data, keep the best epoch.
+
+    Returns the model, its history and the best epoch (the last one without validation).
+    The model of the best epoch (or the last) is also saved at ``checkpoint``.
+    """
+    import keras
+
+    _setup_tf(cfg.seed)
+    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNN's filter widths
+        x_train.shape[1],
+        x_train.shape[2],
+        len(EMOTIONS),
+        cfg.l2,
+        cfg.dropout,
+        filters=tuple(cfg.cnn_filters),
+        pooling=cfg.cnn_pooling,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    callbacks: list = [_EpochLog(name or kind)]
+    validation = None
+    if x_val is not None and len(x_val):
+        validation = (x_val, one_hot(y_val))
+        callbacks += [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5
+            ),
+            keras.callbacks.ModelCheckpoint(
+                str(checkpoint), monitor="val_loss", save_best_only=True
+            ),
+        ]
+    else:  # the final model: a fixed schedule found by cross-validation
+        callbacks.append(
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch, lr: (
+                    cfg.learning_rate * (0.5 ** (epoch // max(1, (epochs or cfg.epochs) // 3)))
+                )
+            )
+        )
+    history = model.fit(
+        training_batches(x_train, y_train, cfg),
+        validation_data=validation,
+        epochs=epochs or cfg.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    if validation is None:
+        model.save(str(checkpoint))
+    hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    best_epoch = int(np.argmin(hist["val_loss"])) + 1 if "val_loss" in hist else len(hist["loss"])
+    return model, hist, best_epoch
+
+
+def _EpochLog(name: str):
+    """One line per epoch, named, so that the logs of parallel jobs can be told apart."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            shown = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if "loss" in k)
+            print(f"[{time.strftime('%H:%M:%S')}] {name} epoch {epoch + 1}: {shown}", flush=True)
+
+    return EpochLog()
+
+
+def average_of(members: list):
+    """One Keras model whose output is the mean of the members' class probabilities.
+
+    The members share the input, so the exported graph reads each window once and the
+    runtime sees one model with one probability vector, as before.
+    """
+    import keras
+
+    if len(members) == 1:
+        return members[0]
+    inputs = keras.Input(members[0].inputs[0].shape[1:], name="features")
+    outputs = [
+        keras.Model(m.inputs[0], m.outputs[0], name=f"member{i + 1}")(inputs)
+        for i, m in enumerate(members)
+    ]
+    return keras.Model(
+        inputs, keras.layers.Average(name="probabilities")(outputs), name="ser_cnn_ensemble"
+    )
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+    """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
+
+    Masks: each window loses up to two time spans of up to 20 frames and one band of up to
+    8 features (set to 0, the standardised mean): the model cannot lean on any one moment or
+    coefficient, which is what a new speaker or microphone changes. Mixup blends each window
+    (and its label and weight) with another window of the batch.
+    """
+    import keras
+
+    class_weights = _class_weights(y)
+    batch_size = cfg.batch_size
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(cfg.seed)
+            self.order = self.rng.permutation(len(x))
+            self.sample_weight = np.array([class_weights[int(c)] for c in y], dtype=np.float32)
+            self.targets = one_hot(y)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(x) / batch_size))
+
+        def __getitem__(self, index: int):
+            idx = self.order[index * batch_size : (index + 1) * batch_size]
+            batch = x[idx].copy()
+            targets = self.targets[idx]
+            weights = self.sample_weight[idx]
+            n_frames, n_feats = batch.shape[1:]
+            if cfg.spec_augment:
+                for window in batch:
+                    for _ in range(self.rng.integers(0, 3)):
+                        width = self.rng.integers(1, 21)
+                        start = self.rng.integers(0, n_frames - width)
+                        window[start : start + width] = 0.0
+                    width = self.rng.integers(0, 9)
+                    start = self.rng.integers(0, n_feats - width)
+                    window[:, start : start + width] = 0.0
+            if cfg.mixup_alpha > 0:
+                lam = self.rng.beta(cfg.mixup_alpha, cfg.mixup_alpha, len(idx)).astype(np.float32)
+                lam = np.maximum(lam, 1 - lam)  # each window stays mostly itself
+                partner = self.rng.permutation(len(idx))
+                batch = lam[:, None, None] * batch + (1 - lam[:, None, None]) * batch[partner]
+                targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+                weights = lam * weights + (1 - lam) * weights[partner]
+            return batch, targets, weights
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return _Batches()
