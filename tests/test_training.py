@@ -144,6 +144,32 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
         assert 0 <= report["summary"][model]["ravdess_uar_mean"] <= 1
     assert "int8_uar_drop_points" in report["summary"]
 
+    # The fold models score again through other channels; clean reproduces the run exactly.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.robustness",
+            str(run_dir),
+            str(CORPUS),
+            "--conditions",
+            "clean,opus 12 kbps,call",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    robust = json.loads((run_dir / "robustness.json").read_text())["conditions"]
+    assert list(robust) == ["clean", "opus 12 kbps", "call"]
+    assert robust["clean"]["ravdess_uar_per_fold"] == pytest.approx(
+        report["summary"]["cnn"]["ravdess_uar_per_fold"], abs=1e-4
+    )
+    for condition in robust.values():
+        assert all(0 <= v <= 1 for v in condition["ravdess_uar_per_fold"])
+    assert "| call: " in (run_dir / "robustness.md").read_text()
+
     # The exported model loads with the engine's interpreter and predicts.
     from ser_live.engine import Engine
     from ser_live.model import load_model
@@ -197,11 +223,18 @@ def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
     [
         (["no-such-folder"], "no such folder: no-such-folder"),
         ([str(CORPUS), "--cv-only", "--install"], "--cv-only trains no model to --install"),
+        (["robustness", str(CORPUS), str(CORPUS)], "not a finished training run"),
+        (
+            ["robustness", str(CORPUS), str(CORPUS), "--conditions", "clean,underwater"],
+            "unknown condition: underwater",
+        ),
     ],
 )
 def test_command_line_refuses_bad_arguments_in_one_line(args, message):
+    module = "training.robustness" if args[0] == "robustness" else "training"
+    args = args[1:] if args[0] == "robustness" else args
     proc = subprocess.run(
-        [sys.executable, "-m", "training", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=120,

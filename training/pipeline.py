@@ -88,8 +88,39 @@ def fold_speakers(
 # ----------------------------------------------------------------------------- training
 
 
-def _member_suffix(index: int, seeds: list[int]) -> str:
-    return f"_member{index + 1}" if len(seeds) > 1 else ""
+def member_jobs(
+    name: str,
+    kind: str,
+    cfg: TrainConfig,
+    seeds: list[int],
+    windows: Path,
+    standardiser: Standardiser,
+    train_mask: np.ndarray,
+    y: np.ndarray,
+    checkpoint_stem: Path,
+    val_mask: np.ndarray | None = None,
+    epochs: int | None = None,
+) -> list[FitJob]:
+    """One fit per seed of the same model on the same windows (the members to average)."""
+    several = len(seeds) > 1
+    return [
+        FitJob(
+            name=f"{name} member {m + 1}" if several else name,
+            kind=kind,
+            cfg=replace(cfg, seed=seed),
+            windows=windows,
+            standardiser=standardiser,
+            train=np.flatnonzero(train_mask),
+            y_train=y[train_mask],
+            checkpoint=checkpoint_stem.with_name(
+                checkpoint_stem.name + (f"_member{m + 1}" if several else "") + ".keras"
+            ),
+            val=None if val_mask is None else np.flatnonzero(val_mask),
+            y_val=None if val_mask is None else y[val_mask],
+            epochs=epochs,
+        )
+        for m, seed in enumerate(seeds)
+    ]
 
 
 def clip_probabilities(
@@ -146,9 +177,9 @@ def run(
 
     folds = ravdess_folds(utterances, cfg.folds)
     neural = [m for m in cfg.models if m in NEURAL_MODELS]
-    members = [cfg.seed + m for m in range(cfg.cnn_members)] if "cnn" in cfg.models else []
+    members = [cfg.seed + m for m in range(cfg.cnn_members)]  # one seed per averaged CNN
     results: dict[str, list[dict]] = {m: [] for m in [*cfg.models, "cnn_int8"]}
-    if len(members) > 1:  # what one network alone scores, to show what averaging adds
+    if "cnn" in cfg.models and len(members) > 1:  # what one network alone scores
         results["cnn_member1"] = []
     histories: dict[str, dict] = {}
     best_epochs: list[int] = []
@@ -173,29 +204,24 @@ def run(
                 standardiser = Standardiser.fit(x[train_mask])
                 fold_dir = run_dir / f"fold{k + 1}"
                 fold_dir.mkdir(exist_ok=True)
-                fits: dict[str, list] = {}
-                for name in neural:
-                    seeds = members if name == "cnn" else [cfg.seed]
-                    fits[name] = [
-                        pool.submit(
-                            fit,
-                            FitJob(
-                                name=f"fold {k + 1} {name}"
-                                + (f" member {m + 1}" if len(seeds) > 1 else ""),
-                                kind=name,
-                                cfg=replace(cfg, seed=seed),
-                                windows=windows_file,
-                                standardiser=standardiser,
-                                train=np.flatnonzero(train_mask),
-                                y_train=y[train_mask],
-                                checkpoint=fold_dir
-                                / f"{name}_best{_member_suffix(m, seeds)}.keras",
-                                val=np.flatnonzero(val_mask),
-                                y_val=y[val_mask],
-                            ),
+                fits = {
+                    name: [
+                        pool.submit(fit, job)
+                        for job in member_jobs(
+                            f"fold {k + 1} {name}",
+                            name,
+                            cfg,
+                            members if name == "cnn" else [cfg.seed],
+                            windows_file,
+                            standardiser,
+                            train_mask,
+                            y,
+                            fold_dir / f"{name}_best",
+                            val_mask,
                         )
-                        for m, seed in enumerate(seeds)
                     ]
+                    for name in neural
+                }
                 fold_runs.append((k, train_mask, test_mask, standardiser, fits))
 
             # ... while the classic baseline trains here.
@@ -258,30 +284,22 @@ def run(
                     f"{len(members)} member(s)"
                 )
                 standardiser = Standardiser.fit(x)
-                everything = np.arange(len(x))
-                done = [
-                    f.result()
-                    for f in [
-                        pool.submit(
-                            fit,
-                            FitJob(
-                                name=f"final cnn member {m + 1}",
-                                kind="cnn",
-                                cfg=replace(cfg, seed=seed),
-                                windows=windows_file,
-                                standardiser=standardiser,
-                                train=everything,
-                                y_train=y,
-                                checkpoint=run_dir / f"final_cnn{_member_suffix(m, members)}.keras",
-                                epochs=final_epochs,
-                            ),
-                        )
-                        for m, seed in enumerate(members)
-                    ]
-                ]
+                jobs = member_jobs(
+                    "final cnn",
+                    "cnn",
+                    cfg,
+                    members,
+                    windows_file,
+                    standardiser,
+                    np.ones(len(x), dtype=bool),
+                    y,
+                    run_dir / "final_cnn",
+                    epochs=final_epochs,
+                )
+                done = [f.result() for f in [pool.submit(fit, job) for job in jobs]]
                 histories["final cnn"] = done[0].history
                 ensemble = average_of([keras.models.load_model(r.job.checkpoint) for r in done])
-                calibration = standardiser(x[calibration_windows(everything, cfg.seed)])
+                calibration = standardiser(x[calibration_windows(np.arange(len(x)), cfg.seed)])
                 int8 = to_int8_tflite(ensemble, calibration)
 
                 spec = model_spec(
