@@ -104,27 +104,16 @@ def test_augmented_windows_are_deterministic(tmp_path):
     assert not np.array_equal(clean[: len(augmented)], augmented[: len(clean)])
 
 
+def python_m(module: str, *args) -> subprocess.CompletedProcess:
+    """``python -m module args...`` from the repository root, output captured."""
+    command = [sys.executable, "-m", module, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_fixtures(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training",
-            str(CORPUS),
-            "--run-dir",
-            str(run_dir),
-            "--epochs",
-            "2",
-            "--augment",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        cwd=ROOT,
-    )
+    proc = python_m("training", CORPUS, "--run-dir", run_dir, "--epochs", 2, "--augment", 1)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in (
         "config.json",
@@ -145,20 +134,8 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
     assert "int8_uar_drop_points" in report["summary"]
 
     # The fold models score again through other channels; clean reproduces the run exactly.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "training.robustness",
-            str(run_dir),
-            str(CORPUS),
-            "--conditions",
-            "clean,opus 12 kbps,call",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
+    proc = python_m(
+        "training.robustness", run_dir, CORPUS, "--conditions", "clean,opus 12 kbps,call"
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     robust = json.loads((run_dir / "robustness.json").read_text())["conditions"]
@@ -231,15 +208,10 @@ def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
     ],
 )
 def test_command_line_refuses_bad_arguments_in_one_line(args, message):
-    module = "training.robustness" if args[0] == "robustness" else "training"
-    args = args[1:] if args[0] == "robustness" else args
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    if args[0] == "robustness":
+        proc = python_m("training.robustness", *args[1:])
+    else:
+        proc = python_m("training", *args)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
