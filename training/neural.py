@@ -59,7 +59,7 @@ def train_neural(
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
         metrics=["accuracy"],
     )
-    callbacks: list = [_EpochLog(name or kind)]
+    callbacks: list = [_epoch_log(name or kind)]
     validation = None
     if x_val is not None and len(x_val):
         validation = (x_val, one_hot(y_val))
@@ -96,7 +96,7 @@ def train_neural(
     return model, hist, best_epoch
 
 
-def _EpochLog(name: str):
+def _epoch_log(name: str):
     """One line per epoch, named, so that the logs of parallel jobs can be told apart."""
     import keras
 
