@@ -18,16 +18,25 @@ from scipy.signal import fftconvolve
 from ser_live import SAMPLE_RATE
 
 
-def synthetic_room(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Convolve with a random exponentially decaying noise tail (RT60 0.15-0.7 s)."""
-    rt60 = rng.uniform(0.15, 0.7)
+def room_tail(rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room's impulse response: noise decaying to -60 dB at ``rt60`` seconds."""
     n = int(rt60 * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
-    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
-    ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path stronger than the tail
+    return rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+
+
+def reverberate(samples: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """``samples`` through the impulse response ``ir``, kept at their own peak level."""
     wet = fftconvolve(samples, ir)[: len(samples)]
     peak_in, peak_out = np.abs(samples).max(), np.abs(wet).max()
     return (wet * (peak_in / peak_out if peak_out > 0 else 1.0)).astype(np.float32)
+
+
+def synthetic_room(samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Convolve with a random exponentially decaying noise tail (RT60 0.15-0.7 s)."""
+    ir = room_tail(rng.uniform(0.15, 0.7), rng)
+    ir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path stronger than the tail
+    return reverberate(samples, ir)
 
 
 class Augmenter:

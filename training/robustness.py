@@ -25,16 +25,23 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.signal import butter, sosfilt
 from tqdm import tqdm
 
 from ser_live import SAMPLE_RATE
 from ser_live.audio_io import load_audio
 from ser_live.features import Standardiser
+from training.augment import reverberate, room_tail
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
 from training.metrics import scores
-from training.windows import clip_windows, extract_windows, make_frontend, place_in_room_tone
+from training.windows import (
+    clip_seed,
+    clip_windows,
+    extract_windows,
+    make_frontend,
+    place_in_room_tone,
+)
 
 #: TESS clips scored per held-out speaker (every n-th clip, all emotions alike): RAVDESS is
 #: scored whole, TESS is the second opinion and 1400 words a speaker take long to encode.
@@ -71,11 +78,9 @@ def _noise(x: np.ndarray, speech_rms: float, snr_db: float, rng) -> np.ndarray:
 
 
 def _reverb(x: np.ndarray, rt60: float, rng) -> np.ndarray:
-    n = int(rt60 * SAMPLE_RATE)
-    ir = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)
+    ir = room_tail(rt60, rng)
     ir[0] = 2.0
-    wet = fftconvolve(x, ir)[: len(x)]
-    return wet * (np.abs(x).max() / max(np.abs(wet).max(), 1e-9))
+    return reverberate(x, ir)
 
 
 #: name -> (what it is, the channel: (placed clip, the clip's own speech RMS, rng) -> audio)
@@ -121,17 +126,13 @@ def _windows(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray]:
     return index, clip_windows(heard, cfg, _worker["frontend"])
 
 
-def _clip_seed(cfg: TrainConfig, index: int) -> int:
-    return cfg.seed * 1_000_003 + index * 101  # training.windows' seed of the clean copy
-
-
 def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dict:
     import keras
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # predict() on windows of each fold's own count
 
-    from training.pipeline import fold_speakers, subset
+    from training.pipeline import clip_probabilities, fold_speakers, subset
 
     cfg = TrainConfig.load(run_dir / "config.json")
     report = json.loads((run_dir / "report.json").read_text())
@@ -160,7 +161,7 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dic
     out: dict[str, dict] = {}
     with mp.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,)) as pool:
         for condition in conditions:
-            tasks = [(i, utterances[i].path, _clip_seed(cfg, i), condition) for i in scored]
+            tasks = [(i, utterances[i].path, clip_seed(cfg, i, copy=0), condition) for i in scored]
             windows = dict(
                 tqdm(
                     pool.imap_unordered(_windows, tasks, chunksize=8),
@@ -176,7 +177,8 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dic
                 window_probs = np.mean(
                     [m.predict(x, batch_size=256, verbose=0) for m in models[k]], axis=0
                 )
-                clip_pred = {i: int(window_probs[owner == i].mean(axis=0).argmax()) for i in ids}
+                owners, probs = clip_probabilities(window_probs, owner)
+                clip_pred = dict(zip(owners.tolist(), probs.argmax(axis=1).tolist(), strict=True))
                 result["clips_without_speech"] += len(clips[k]) - len(ids)
                 for corpus in ("ravdess", "tess"):
                     fold_ids = [i for i in clips[k] if utterances[i].corpus == corpus]

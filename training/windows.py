@@ -64,6 +64,12 @@ def clip_windows(samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd) -> n
     return np.stack([w.features for w in keep])
 
 
+def clip_seed(cfg: TrainConfig, index: int, copy: int) -> int:
+    """The seed of copy ``copy`` (0: clean) of the ``index``-th clip: its placement and
+    augmentation draws."""
+    return cfg.seed * 1_000_003 + index * 101 + copy
+
+
 _worker: dict = {}
 
 
@@ -128,7 +134,7 @@ def extract_windows(
             with np.load(cache) as data:
                 return {k: data[k] for k in data.files}
     tasks = [
-        (i, utt.path, copy, cfg.seed * 1_000_003 + i * 101 + copy)
+        (i, utt.path, copy, clip_seed(cfg, i, copy))
         for i, utt in enumerate(utterances)
         for copy in range(n_copies)
     ]
