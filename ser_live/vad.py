@@ -25,7 +25,7 @@ class VoiceActivityDetector:
         self,
         aggressiveness: int = 2,
         hangover_frames: int = 8,
-        min_level_db: float = -55.0,
+        min_level_db: float = -65.0,
     ) -> None:
         self.hangover_frames = hangover_frames
         self.min_level_db = min_level_db

@@ -104,6 +104,48 @@ def test_augmented_windows_are_deterministic(tmp_path):
     assert not np.array_equal(clean[: len(augmented)], augmented[: len(clean)])
 
 
+def test_augmentation_puts_quiet_speech_where_the_engine_hears_it():
+    from ser_live.audio_io import load_audio
+    from training.augment import SPEECH_LEVEL_DB, Augmenter, speech_level_db
+    from training.windows import make_frontend, place_in_room_tone
+
+    cfg = TrainConfig()
+    path = next(u.path for u in find_utterances([CORPUS / "ravdess"]))
+    clip = place_in_room_tone(load_audio(path), cfg, np.random.default_rng(0))
+    # 50 dB below the recording: far under the VAD's floor, as a blind gain could leave it.
+    whisper = clip * 10 ** (-50 / 20)
+    frontend = make_frontend(cfg)
+    assert not any(w.speech_ratio >= cfg.min_speech_ratio for w in frontend.feed(whisper))
+    augment = Augmenter()
+    for seed in range(4):
+        out = augment(whisper, seed)
+        assert SPEECH_LEVEL_DB[0] - 0.5 <= speech_level_db(out) <= SPEECH_LEVEL_DB[1] + 0.5
+        frontend.reset()
+        assert any(w.speech_ratio >= cfg.min_speech_ratio for w in frontend.feed(out))
+
+
+def test_mp3_round_trip_keeps_length_and_timing_but_not_the_samples():
+    from ser_live.audio_io import load_audio
+    from training.augment import mp3_round_trip
+
+    clip = load_audio(next(u.path for u in find_utterances([CORPUS / "tess"])))
+    coded = mp3_round_trip(clip, 0.99)
+    assert coded.shape == clip.shape and coded.dtype == np.float32
+    assert not np.allclose(coded, clip, atol=1e-3)
+    # Still the same speech at the same time: the codec's delay is compensated.
+    assert np.corrcoef(coded, clip)[0, 1] > 0.8
+
+
+def test_augmented_copies_without_speech_give_no_window():
+    from training.windows import clip_windows, make_frontend, room_tone
+
+    cfg = TrainConfig()
+    silence = room_tone(3 * 16000, np.random.default_rng(0))
+    frontend = make_frontend(cfg)
+    assert len(clip_windows(silence, cfg, frontend)) == 1  # a clean clip is always scored
+    assert len(clip_windows(silence, cfg, frontend, fallback=False)) == 0
+
+
 def python_m(module: str, *args) -> subprocess.CompletedProcess:
     """``python -m module args...`` from the repository root, output captured."""
     command = [sys.executable, "-m", module, *map(str, args)]

@@ -52,15 +52,24 @@ def place_in_room_tone(
     return out
 
 
-def clip_windows(samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd) -> np.ndarray:
-    """The windows the live engine would classify (enough speech), else the most speechy one."""
+def clip_windows(
+    samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd, fallback: bool = True
+) -> np.ndarray:
+    """The windows the live engine would classify (enough speech).
+
+    With none, ``fallback`` keeps the most speech-like window, so that every clean clip
+    is scored; an augmented copy gets no window, rather than a near-silent one labelled
+    with an emotion.
+    """
     frontend.reset()
     windows = frontend.feed(samples)
     if not windows:
         return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
     keep = [w for w in windows if w.speech_ratio >= cfg.min_speech_ratio]
-    if not keep:
+    if not keep and fallback:
         keep = [max(windows, key=lambda w: w.speech_ratio)]
+    if not keep:
+        return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
     return np.stack([w.features for w in keep])
 
 
@@ -89,7 +98,7 @@ def _process(task: tuple[int, str, int, int]) -> tuple[int, int, np.ndarray]:
         short = round(cfg.window_s * SAMPLE_RATE) - len(samples)
         if short > 0:  # a faster time stretch can leave less than one window
             samples = np.concatenate([samples, room_tone(short, rng)])
-    return index, copy, clip_windows(samples, cfg, _worker["frontend"])
+    return index, copy, clip_windows(samples, cfg, _worker["frontend"], fallback=copy == 0)
 
 
 #: The code that turns a clip into windows: a change to any of it invalidates the cache.
