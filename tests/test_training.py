@@ -106,7 +106,7 @@ def test_augmented_windows_are_deterministic(tmp_path):
 
 def test_augmentation_puts_quiet_speech_where_the_engine_hears_it():
     from ser_live.audio_io import load_audio
-    from training.augment import SPEECH_LEVEL_DB, Augmenter, speech_level_db
+    from training.augment import SPEECH_LEVEL_DB, Augmenter, set_speech_level, speech_level_db
     from training.windows import make_frontend, place_in_room_tone
 
     cfg = TrainConfig()
@@ -122,6 +122,8 @@ def test_augmentation_puts_quiet_speech_where_the_engine_hears_it():
         assert SPEECH_LEVEL_DB[0] - 0.5 <= speech_level_db(out) <= SPEECH_LEVEL_DB[1] + 0.5
         frontend.reset()
         assert any(w.speech_ratio >= cfg.min_speech_ratio for w in frontend.feed(out))
+    # Digital silence has no level to set: it stays silence, not NaN.
+    assert not set_speech_level(np.zeros(16000, np.float32), -20.0).any()
 
 
 def test_mp3_round_trip_keeps_length_and_timing_but_not_the_samples():

@@ -65,8 +65,10 @@ def speech_level_db(samples: np.ndarray) -> float:
 
 
 def set_speech_level(samples: np.ndarray, target_db: float) -> np.ndarray:
-    gain_db = target_db - speech_level_db(samples)
-    return (samples * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+    level_db = speech_level_db(samples)
+    if not np.isfinite(level_db) or level_db <= -190.0:  # digital silence: nothing to set
+        return samples.astype(np.float32)
+    return (samples * 10.0 ** ((target_db - level_db) / 20.0)).astype(np.float32)
 
 
 def mp3_round_trip(samples: np.ndarray, compression_level: float) -> np.ndarray:
