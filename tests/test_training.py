@@ -128,10 +128,10 @@ def test_augmentation_puts_quiet_speech_where_the_engine_hears_it():
 
 def test_mp3_round_trip_keeps_length_and_timing_but_not_the_samples():
     from ser_live.audio_io import load_audio
-    from training.augment import mp3_round_trip
+    from training.augment import codec_round_trip
 
     clip = load_audio(next(u.path for u in find_utterances([CORPUS / "tess"])))
-    coded = mp3_round_trip(clip, 0.99)
+    coded = codec_round_trip(clip, "MP3", "MPEG_LAYER_III", 0.99)
     assert coded.shape == clip.shape and coded.dtype == np.float32
     assert not np.allclose(coded, clip, atol=1e-3)
     # Still the same speech at the same time: the codec's delay is compensated.

@@ -16,7 +16,6 @@ scores exactly; it is the check that this script scores as the run did.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import multiprocessing as mp
 import sys
@@ -24,7 +23,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 from scipy.signal import butter, sosfilt
 from tqdm import tqdm
@@ -32,7 +30,7 @@ from tqdm import tqdm
 from ser_live import SAMPLE_RATE
 from ser_live.audio_io import load_audio
 from ser_live.features import Standardiser
-from training.augment import reverberate, room_tail
+from training.augment import codec_round_trip, reverberate, room_tail
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
 from training.metrics import scores
@@ -51,14 +49,6 @@ TESS_CLIPS_PER_SPEAKER = 350
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
-
-
-def _codec(x: np.ndarray, fmt: str, subtype: str, level: float) -> np.ndarray:
-    buffer = io.BytesIO()
-    sf.write(buffer, x, SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=level)
-    buffer.seek(0)
-    decoded, _ = sf.read(buffer, dtype="float32")
-    return decoded
 
 
 def _phone_line(x: np.ndarray) -> np.ndarray:
@@ -93,17 +83,17 @@ CONDITIONS: dict[str, tuple[str, Callable]] = {
     "phone line": ("8 kHz, 300-3400 Hz band", lambda x, s, r: _phone_line(x)),
     "opus 12 kbps": (
         "Opus VoIP codec at about 12 kbit/s",
-        lambda x, s, r: _codec(x, "OGG", "OPUS", 0.98),
+        lambda x, s, r: codec_round_trip(x, "OGG", "OPUS", 0.98),
     ),
     "mp3 20 kbps": (
         "MP3 at about 20 kbit/s",
-        lambda x, s, r: _codec(x, "MP3", "MPEG_LAYER_III", 0.9),
+        lambda x, s, r: codec_round_trip(x, "MP3", "MPEG_LAYER_III", 0.9),
     ),
     "noise 10 dB": ("pink noise at 10 dB SNR", lambda x, s, r: _noise(x, s, 10.0, r)),
     "reverb 0.6 s": ("a reverberant room, RT60 0.6 s", lambda x, s, r: _reverb(x, 0.6, r)),
     "call": (
         "pink noise at 20 dB SNR, then a phone line, then Opus at 12 kbit/s",
-        lambda x, s, r: _codec(_phone_line(_noise(x, s, 20.0, r)), "OGG", "OPUS", 0.98),
+        lambda x, s, r: codec_round_trip(_phone_line(_noise(x, s, 20.0, r)), "OGG", "OPUS", 0.98),
     ),
 }
 

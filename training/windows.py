@@ -63,10 +63,8 @@ def clip_windows(
     """
     frontend.reset()
     windows = frontend.feed(samples)
-    if not windows:
-        return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
     keep = [w for w in windows if w.speech_ratio >= cfg.min_speech_ratio]
-    if not keep and fallback:
+    if not keep and fallback and windows:
         keep = [max(windows, key=lambda w: w.speech_ratio)]
     if not keep:
         return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
