@@ -244,6 +244,7 @@ def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
     [
         (["no-such-folder"], "no such folder: no-such-folder"),
         ([str(CORPUS), "--cv-only", "--install"], "--cv-only trains no model to --install"),
+        ([str(CORPUS), "--models", "cnn,rnn"], "unknown model: rnn"),
         (["robustness", str(CORPUS), str(CORPUS)], "not a finished training run"),
         (
             ["robustness", str(CORPUS), str(CORPUS), "--conditions", "clean,underwater"],
@@ -322,3 +323,79 @@ def test_fits_do_not_depend_on_how_many_run_side_by_side(tmp_path):
     assert not np.allclose(outputs[1][0], outputs[1][1])  # two seeds, two different models
     for one, two in zip(outputs[1], outputs[2], strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize(("bands", "time_pool"), [(64, 4), (32, 8)])
+def test_conv2d_network_sees_the_log_mel_spectrum_the_mfccs_came_from(bands, time_pool):
+    import keras
+    import librosa
+
+    from ser_live.audio_io import load_audio
+    from ser_live.features import DEFAULT_SETTINGS as S
+    from ser_live.features import Standardiser, frame_features, normalise_window
+    from training.models import build_cnn2d
+
+    samples = load_audio(CORPUS / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.flac")
+    frames = normalise_window(frame_features(samples[: 2 * S.sample_rate]))
+    standardiser = Standardiser.fit(frames[np.newaxis])
+    model = build_cnn2d(
+        *frames.shape,
+        len(EMOTIONS),
+        1e-4,
+        0.4,
+        feature_std=standardiser.std,
+        bands=bands,
+        time_pool=time_pool,
+    )
+    spectrum = keras.Model(model.inputs, model.get_layer("inverse_dct").output)
+    seen = spectrum.predict(standardiser(frames)[np.newaxis], verbose=0)[0]
+
+    # The log-mel spectrum as features.py computes it, per-band mean removed, averaged over
+    # the network's time steps and bands.
+    offset = (S.frame_length - S.n_fft) // 2
+    mel = librosa.feature.melspectrogram(
+        y=samples[offset : offset + (len(frames) - 1) * S.hop_length + S.n_fft],
+        sr=S.sample_rate,
+        n_fft=S.n_fft,
+        hop_length=S.hop_length,
+        n_mels=S.n_mels,
+        fmin=S.fmin,
+        fmax=S.fmax,
+        center=False,
+    )
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
+    log_mel -= log_mel.mean(axis=0)
+    steps = len(frames) // time_pool
+    expected = log_mel[: steps * time_pool].reshape(steps, time_pool, bands, 64 // bands)
+    expected = expected.mean(axis=(1, 3)) / 10.0
+    assert seen.shape == expected.shape
+    # Only the 40 lowest cepstral coefficients come through: a smoothed spectrum.
+    assert np.corrcoef(seen.ravel(), expected.ravel())[0, 1] > 0.99
+    assert np.abs(seen - expected).mean() < 0.1 * np.abs(expected).mean()
+
+
+def test_an_average_with_a_conv2d_member_survives_saving_and_int8_export(tmp_path):
+    import keras
+
+    from training.export import tflite_predict, to_int8_tflite
+    from training.models import build_cnn, build_cnn2d
+    from training.neural import average_of
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 196, 43)).astype(np.float32)
+    std = rng.uniform(0.5, 3.0, 43).astype(np.float32)
+    conv2d = build_cnn2d(196, 43, len(EMOTIONS), 1e-4, 0.4, feature_std=std)
+    conv2d.save(tmp_path / "member.keras")
+    loaded = keras.models.load_model(tmp_path / "member.keras")
+    # The fixed inverse-DCT layer comes back as it was built, not re-initialised.
+    np.testing.assert_array_equal(
+        loaded.get_layer("inverse_dct").get_weights()[0],
+        conv2d.get_layer("inverse_dct").get_weights()[0],
+    )
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), conv2d.predict(x, verbose=0))
+
+    both = average_of([build_cnn(196, 43, len(EMOTIONS), 1e-4, 0.4), loaded])
+    float_probs = both.predict(x, verbose=0)
+    int8_probs = tflite_predict(to_int8_tflite(both, x[:32]), x)
+    assert int8_probs.shape == float_probs.shape
+    assert np.abs(int8_probs - float_probs).max() < 0.05

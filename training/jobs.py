@@ -72,6 +72,7 @@ def fit(job: FitJob) -> FitResult:
         job.checkpoint,
         job.epochs,
         name=job.name,
+        feature_std=job.standardiser.std,
     )
     return FitResult(job, history, best)
 

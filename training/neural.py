@@ -20,10 +20,11 @@ def _setup_tf(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _class_weights(labels: np.ndarray) -> dict[int, float]:
+def _class_weights(labels: np.ndarray) -> np.ndarray:
+    """A weight per window that gives each emotion the same total weight (mean 1)."""
     counts = np.bincount(labels, minlength=len(EMOTIONS)).astype(float)
-    weights = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
-    return {i: float(w) for i, w in enumerate(weights)}
+    per_class = counts.sum() / (len(EMOTIONS) * np.maximum(counts, 1))
+    return per_class[labels].astype(np.float32)
 
 
 def train_neural(
@@ -36,6 +37,7 @@ def train_neural(
     checkpoint: Path,
     epochs: int | None = None,
     name: str = "",
+    feature_std: np.ndarray | None = None,
 ):
     """Train one neural model; with validation data, keep the best epoch.
 
@@ -45,14 +47,15 @@ def train_neural(
     import keras
 
     _setup_tf(cfg.seed)
-    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNN's filter widths
+    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNNs' filter widths
         x_train.shape[1],
         x_train.shape[2],
         len(EMOTIONS),
         cfg.l2,
         cfg.dropout,
-        filters=tuple(cfg.cnn_filters),
+        filters=tuple(cfg.cnn2d_filters if kind == "cnn2d" else cfg.cnn_filters),
         pooling=cfg.cnn_pooling,
+        feature_std=feature_std,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
@@ -150,7 +153,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
             super().__init__()
             self.rng = np.random.default_rng(cfg.seed)
             self.order = self.rng.permutation(len(x))
-            self.sample_weight = np.array([class_weights[int(c)] for c in y], dtype=np.float32)
+            self.sample_weight = class_weights
             self.targets = one_hot(y)
 
         def __len__(self) -> int:

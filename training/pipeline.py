@@ -99,14 +99,16 @@ def member_jobs(
     y: np.ndarray,
     checkpoint_stem: Path,
     val_mask: np.ndarray | None = None,
-    epochs: int | None = None,
+    epochs: dict[str, int] | None = None,
 ) -> list[FitJob]:
-    """One fit per seed of the same model on the same windows (the members to average)."""
+    """One fit per seed of the same model on the same windows (the members to average);
+    a CNN member takes its architecture from ``cfg.cnn_architectures``."""
     several = len(seeds) > 1
+    kinds = [member_kind(cfg, m) if kind == "cnn" else kind for m in range(len(seeds))]
     return [
         FitJob(
             name=f"{name} member {m + 1}" if several else name,
-            kind=kind,
+            kind=kinds[m],
             cfg=replace(cfg, seed=seed),
             windows=windows,
             standardiser=standardiser,
@@ -117,10 +119,18 @@ def member_jobs(
             ),
             val=None if val_mask is None else np.flatnonzero(val_mask),
             y_val=None if val_mask is None else y[val_mask],
-            epochs=epochs,
+            epochs=None if epochs is None else epochs[kinds[m]],
         )
         for m, seed in enumerate(seeds)
     ]
+
+
+ARCHITECTURES = {"conv1d": "cnn", "conv2d": "cnn2d"}
+
+
+def member_kind(cfg: TrainConfig, member: int) -> str:
+    """The model kind (see ``NEURAL_MODELS``) of network ``member`` of the average."""
+    return ARCHITECTURES[cfg.cnn_architectures[member % len(cfg.cnn_architectures)]]
 
 
 def clip_probabilities(
@@ -182,7 +192,7 @@ def run(
     if "cnn" in cfg.models and len(members) > 1:  # what one network alone scores
         results["cnn_member1"] = []
     histories: dict[str, dict] = {}
-    best_epochs: list[int] = []
+    best_epochs: dict[str, list[int]] = {}  # per CNN architecture
     prediction_rows: list[list] = []
     int8, final_epochs = b"", None
 
@@ -266,7 +276,8 @@ def run(
                     member_probs = [m.predict(x_test, batch_size=256, verbose=0) for m in models]
                     evaluate(name, np.mean(member_probs, axis=0))
                     if name == "cnn":
-                        best_epochs.extend(r.best_epoch for r in done)
+                        for r in done:
+                            best_epochs.setdefault(r.job.kind, []).append(r.best_epoch)
                         if "cnn_member1" in results:
                             evaluate("cnn_member1", member_probs[0])
                         calibration = standardiser(
@@ -278,7 +289,13 @@ def run(
             # ---------------------------------------------------------- final model
             summary = summarise(results)
             if final:
-                final_epochs = max(3, int(np.median(best_epochs))) if best_epochs else cfg.epochs
+                # Each architecture for the median of its best epochs over the folds.
+                final_epochs = {
+                    kind: max(3, int(np.median(best_epochs[kind])))
+                    if kind in best_epochs
+                    else cfg.epochs
+                    for kind in sorted({member_kind(cfg, m) for m in range(len(members))})
+                }
                 log(
                     f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs, "
                     f"{len(members)} member(s)"
@@ -491,8 +508,9 @@ def markdown_report(report: dict, cfg: TrainConfig) -> str:
         "",
         f"Folds (test actors): {report['folds']}",
         "",
-        f"Final model: {report['final_epochs']} epochs on all speakers; "
-        f"{report['model_bytes'] / 1024:.0f} KiB; run took {report['seconds']} s."
+        "Final model on all speakers: "
+        + ", ".join(f"{kind} {n} epochs" for kind, n in report["final_epochs"].items())
+        + f"; {report['model_bytes'] / 1024:.0f} KiB; run took {report['seconds']} s."
         if report["final_epochs"]
         else f"Cross-validation only (no final model); run took {report['seconds']} s.",
         "",
