@@ -22,7 +22,8 @@ from ser_live.features import DEFAULT_SETTINGS, Standardiser
 
 SIDECAR_FORMAT = "ser-live-model"
 SIDECAR_VERSION = 1
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ser_cnn_int8.tflite"
+# ``ser_live/models`` links to the top-level ``models/`` in a checkout; a wheel carries the files.
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "ser_cnn_int8.tflite"
 
 
 @dataclass

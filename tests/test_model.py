@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,24 @@ def test_shipped_model_is_int8_small_and_matches_the_code(classifier):
     assert spec.features == DEFAULT_SETTINGS.to_dict()
     assert spec.input_shape == [DEFAULT_SETTINGS.frames_in(32000), DEFAULT_SETTINGS.n_features]
     assert "NC" in spec.licence  # the corpora are non-commercial, so is the model
+
+
+def test_an_installed_package_carries_the_model(tmp_path):
+    """`pip install .` (not editable) must find the model too, not only a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("ser_live-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        for name in ("ser_cnn_int8.tflite", "ser_cnn_int8.json"):
+            packaged = z.read(f"ser_live/{DEFAULT_MODEL.parent.name}/{name}")
+            assert packaged == (root / "models" / name).read_bytes()
+    assert DEFAULT_MODEL.parent.name == "models"
+    assert DEFAULT_MODEL.parent.parent == root / "ser_live"
 
 
 def test_prediction_is_a_distribution(classifier, speech):
