@@ -71,9 +71,10 @@ def build_cnn2d(
     normalisation removed the cepstral mean). 2-D kernels slide along frequency, so a
     formant or harmonic pattern is recognised wherever a voice puts it.
 
-    It is about three times as slow to train as the conv1d network. A version on 80 ms
-    steps and 32 bands (``time_pool=8, bands=32``), as cheap as the conv1d one, lost what
-    the full-resolution one gained (see models/README.md).
+    At 64 bands and 40 ms steps (``cnn2d_bands``, ``cnn2d_time_pool`` in the training
+    config) it trains about three times as slowly as the conv1d network. 32 bands and
+    80 ms steps, as cheap as conv1d, lost what the full resolution gained (see
+    models/README.md).
     """
     import keras
     from keras import layers

@@ -56,6 +56,8 @@ def train_neural(
         filters=tuple(cfg.cnn2d_filters if kind == "cnn2d" else cfg.cnn_filters),
         pooling=cfg.cnn_pooling,
         feature_std=feature_std,
+        bands=cfg.cnn2d_bands,
+        time_pool=cfg.cnn2d_time_pool,
     )
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
