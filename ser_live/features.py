@@ -74,16 +74,15 @@ class FeatureSettings:
 DEFAULT_SETTINGS = FeatureSettings()
 
 
-def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray:
-    """Features of every whole frame in ``samples``: shape ``(n_frames, n_features)``, float32."""
-    y = np.ascontiguousarray(samples, dtype=np.float32)
-    s = settings
-    n_frames = s.frames_in(len(y))
-    if n_frames == 0:
-        return np.zeros((0, s.n_features), dtype=np.float32)
-    # The spectral frame sits in the middle of the (longer) pitch frame.
+def _spectral_samples(y: np.ndarray, n_frames: int, s: FeatureSettings) -> np.ndarray:
+    """The samples of ``n_frames`` spectral frames: each sits in the middle of the
+    (longer) pitch frame."""
     offset = (s.frame_length - s.n_fft) // 2
-    spectral = y[offset : offset + (n_frames - 1) * s.hop_length + s.n_fft]
+    return y[offset : offset + (n_frames - 1) * s.hop_length + s.n_fft]
+
+
+def _log_mel(spectral: np.ndarray, s: FeatureSettings) -> np.ndarray:
+    """Log-mel spectrum in dB, shape ``(n_mels, n_frames)``."""
     mel = librosa.feature.melspectrogram(
         y=spectral,
         sr=s.sample_rate,
@@ -96,7 +95,30 @@ def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETT
     )
     # top_db=None: librosa's default clips at 80 dB below the loudest value of the array it
     # is given, which would make a frame's features depend on its neighbours.
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+
+
+def log_mel_spectrum(
+    samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETTINGS
+) -> np.ndarray:
+    """The log-mel spectrum the MFCCs of ``frame_features`` are taken from, in dB:
+    shape ``(n_frames, n_mels)``."""
+    y = np.ascontiguousarray(samples, dtype=np.float32)
+    n_frames = settings.frames_in(len(y))
+    if n_frames == 0:
+        return np.zeros((0, settings.n_mels), dtype=np.float32)
+    return _log_mel(_spectral_samples(y, n_frames, settings), settings).T
+
+
+def frame_features(samples: np.ndarray, settings: FeatureSettings = DEFAULT_SETTINGS) -> np.ndarray:
+    """Features of every whole frame in ``samples``: shape ``(n_frames, n_features)``, float32."""
+    y = np.ascontiguousarray(samples, dtype=np.float32)
+    s = settings
+    n_frames = s.frames_in(len(y))
+    if n_frames == 0:
+        return np.zeros((0, s.n_features), dtype=np.float32)
+    spectral = _spectral_samples(y, n_frames, s)
+    log_mel = _log_mel(spectral, s)
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
     zcr = librosa.feature.zero_crossing_rate(
         spectral, frame_length=s.n_fft, hop_length=s.hop_length, center=False

@@ -328,11 +328,15 @@ def test_fits_do_not_depend_on_how_many_run_side_by_side(tmp_path):
 @pytest.mark.parametrize(("bands", "time_pool"), [(64, 4), (32, 8)])
 def test_conv2d_network_sees_the_log_mel_spectrum_the_mfccs_came_from(bands, time_pool):
     import keras
-    import librosa
 
     from ser_live.audio_io import load_audio
     from ser_live.features import DEFAULT_SETTINGS as S
-    from ser_live.features import Standardiser, frame_features, normalise_window
+    from ser_live.features import (
+        Standardiser,
+        frame_features,
+        log_mel_spectrum,
+        normalise_window,
+    )
     from training.models import build_cnn2d
 
     samples = load_audio(CORPUS / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.flac")
@@ -350,23 +354,12 @@ def test_conv2d_network_sees_the_log_mel_spectrum_the_mfccs_came_from(bands, tim
     spectrum = keras.Model(model.inputs, model.get_layer("inverse_dct").output)
     seen = spectrum.predict(standardiser(frames)[np.newaxis], verbose=0)[0]
 
-    # The log-mel spectrum as features.py computes it, per-band mean removed, averaged over
-    # the network's time steps and bands.
-    offset = (S.frame_length - S.n_fft) // 2
-    mel = librosa.feature.melspectrogram(
-        y=samples[offset : offset + (len(frames) - 1) * S.hop_length + S.n_fft],
-        sr=S.sample_rate,
-        n_fft=S.n_fft,
-        hop_length=S.hop_length,
-        n_mels=S.n_mels,
-        fmin=S.fmin,
-        fmax=S.fmax,
-        center=False,
-    )
-    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T
+    # The log-mel spectrum the MFCCs came from, per-band mean removed, averaged over the
+    # network's time steps and bands.
+    log_mel = log_mel_spectrum(samples[: 2 * S.sample_rate])
     log_mel -= log_mel.mean(axis=0)
     steps = len(frames) // time_pool
-    expected = log_mel[: steps * time_pool].reshape(steps, time_pool, bands, 64 // bands)
+    expected = log_mel[: steps * time_pool].reshape(steps, time_pool, bands, S.n_mels // bands)
     expected = expected.mean(axis=(1, 3)) / 10.0
     assert seen.shape == expected.shape
     # Only the 40 lowest cepstral coefficients come through: a smoothed spectrum.

@@ -65,12 +65,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cv-only trains no model to --install")
     if args.models:
         cfg.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    from training.models import CNN_ARCHITECTURES, REPORTED_MODELS
+
     for model in cfg.models:
-        if model not in ("cnn", "lstm", "svm"):
-            parser.error(f"unknown model: {model} (choose from cnn, lstm, svm)")
+        if model not in REPORTED_MODELS:
+            parser.error(f"unknown model: {model} (choose from {', '.join(REPORTED_MODELS)})")
     for architecture in cfg.cnn_architectures:
-        if architecture not in ("conv1d", "conv2d"):
-            parser.error(f"unknown CNN architecture: {architecture} (conv1d or conv2d)")
+        if architecture not in CNN_ARCHITECTURES:
+            parser.error(
+                f"unknown CNN architecture: {architecture} "
+                f"(choose from {', '.join(CNN_ARCHITECTURES)})"
+            )
     for folder in args.data:
         if not folder.is_dir():
             print(f"python -m training: error: no such folder: {folder}", file=sys.stderr)

@@ -131,6 +131,9 @@ def build_lstm(n_frames: int, n_features: int, n_classes: int, l2: float, dropou
 
 
 NEURAL_MODELS = {"cnn": build_cnn, "cnn2d": build_cnn2d, "lstm": build_lstm}
+#: The models a run can report, and the kind of each averaged CNN architecture.
+REPORTED_MODELS = ("cnn", "lstm", "svm")
+CNN_ARCHITECTURES = {"conv1d": "cnn", "conv2d": "cnn2d"}
 
 
 def utterance_statistics(windows: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from training.corpora import Utterance, find_utterances, write_manifest
 from training.export import calibration_windows, tflite_predict, to_int8_tflite, write_model
 from training.jobs import FitJob, fit, fit_pool
 from training.metrics import plot_confusion, plot_curves, scores
-from training.models import NEURAL_MODELS, build_svm, utterance_statistics
+from training.models import CNN_ARCHITECTURES, NEURAL_MODELS, build_svm, utterance_statistics
 from training.neural import average_of
 from training.windows import extract_windows
 
@@ -125,12 +125,9 @@ def member_jobs(
     ]
 
 
-ARCHITECTURES = {"conv1d": "cnn", "conv2d": "cnn2d"}
-
-
 def member_kind(cfg: TrainConfig, member: int) -> str:
     """The model kind (see ``NEURAL_MODELS``) of network ``member`` of the average."""
-    return ARCHITECTURES[cfg.cnn_architectures[member % len(cfg.cnn_architectures)]]
+    return CNN_ARCHITECTURES[cfg.cnn_architectures[member % len(cfg.cnn_architectures)]]
 
 
 def clip_probabilities(
