@@ -86,16 +86,37 @@ class PrivatePulseServer:
             timeout=30,
         )
         self.server = f"unix:{directory}/native"
-        for _ in range(100):
-            if (directory / "pid").exists() and (directory / "native").exists():
+        for _ in range(100):  # until it answers, not just until its socket exists
+            answer = subprocess.run(
+                ["pactl", "--server", self.server, "info"], capture_output=True, timeout=10
+            )
+            if answer.returncode == 0 and (directory / "pid").exists():
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
+        else:
+            self.kill()
+            raise RuntimeError(f"private PulseAudio server at {self.server} did not answer")
 
     def kill(self) -> None:
         pid_file = self.directory / "pid"
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+
+
+@pytest.fixture
+def private_pulse(tmp_path):
+    """Starts private PulseAudio servers on demand (``private_pulse("name")``) and kills
+    whichever are still running when the test ends, failed or not."""
+    servers: list[PrivatePulseServer] = []
+
+    def start(name: str) -> PrivatePulseServer:
+        servers.append(PrivatePulseServer(tmp_path / name))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.kill()
 
 
 def write_audio(

@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtCore
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, PrivatePulseServer, pulse_ready
+from tests.conftest import SPEECH_CLIP, pulse_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -117,12 +117,12 @@ def listen_on_pulse(window) -> None:
     assert window.state == "listening"
 
 
-def test_device_loss_is_shown_and_the_session_kept(window, qtbot, tmp_path, monkeypatch):
+def test_device_loss_is_shown_and_the_session_kept(window, qtbot, private_pulse, monkeypatch):
     if not pulse_ready():
         pytest.skip("no PulseAudio here (apt-get install pulseaudio libasound2-plugins)")
     # The session records from a PulseAudio server of this test's own, which then dies:
     # a real device loss that touches no other sound server on the machine.
-    first = PrivatePulseServer(tmp_path / "pulse1")
+    first = private_pulse("pulse1")
     monkeypatch.setenv("PULSE_SERVER", first.server)
     listen_on_pulse(window)
     qtbot.waitUntil(
@@ -137,15 +137,12 @@ def test_device_loss_is_shown_and_the_session_kept(window, qtbot, tmp_path, monk
     assert any(r["kind"] == "window" for r in rows)  # what came before is kept
     assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
 
-    second = PrivatePulseServer(tmp_path / "pulse2")  # another device appears
+    second = private_pulse("pulse2")  # another device appears
     monkeypatch.setenv("PULSE_SERVER", second.server)
-    try:
-        listen_on_pulse(window)  # go on with the same session and log
-        assert window.log.path == log_path
-        qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.5, timeout=20_000)
-        window.stop()
-    finally:
-        second.kill()
+    listen_on_pulse(window)  # go on with the same session and log
+    assert window.log.path == log_path
+    qtbot.waitUntil(lambda: window.session.engine.stream_s > 2.5, timeout=20_000)
+    window.stop()
     notes = [r["note"] for r in read_log(log_path) if r["kind"] == "event"]
     assert any(n.startswith("resumed on pulse") for n in notes)
     ends = [float(r["end_s"]) for r in read_log(log_path) if r["kind"] == "window"]

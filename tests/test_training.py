@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def test_pipeline_end_to_end_on_fixtures(tmp_path):
     ):
         assert (run_dir / name).stat().st_size > 0, name
     report = json.loads((run_dir / "report.json").read_text())
-    for model in ("cnn", "lstm", "svm", "cnn_int8", "cnn_member1"):
+    for model in ("cnn", "lstm", "svm", "cnn_int8", "cnn_member1", "cnn_member2"):
         assert 0 <= report["summary"][model]["ravdess_uar_mean"] <= 1
     assert "int8_uar_drop_points" in report["summary"]
 
@@ -281,48 +282,86 @@ def test_averaged_members_are_one_model_giving_the_mean_of_their_probabilities()
     assert average_of(members[:1]) is members[0]
 
 
-def test_fits_do_not_depend_on_how_many_run_side_by_side(tmp_path):
-    import keras
-
+def tiny_fit_jobs(folder: Path, seeds: tuple[int, ...]) -> tuple[list, np.ndarray]:
+    """Quick fits of a small conv1d network on random windows, one per seed (and the
+    windows they validate on)."""
     from ser_live.features import Standardiser
-    from training.jobs import FitJob, fit, fit_pool
+    from training.jobs import FitJob
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((120, 40, 12)).astype(np.float32)
     y = np.arange(120) % len(EMOTIONS)
-    np.save(tmp_path / "windows.npy", x)
+    folder.mkdir()
+    np.save(folder / "windows.npy", x)
     cfg = TrainConfig(epochs=2, batch_size=16, cnn_filters=[8, 8, 8, 8])
+    jobs = [
+        FitJob(
+            name=f"member {seed}",
+            kind="cnn",
+            cfg=replace(cfg, seed=seed),
+            windows=folder / "windows.npy",
+            standardiser=Standardiser.fit(x[:80]),
+            train=np.arange(80),
+            y_train=y[:80],
+            checkpoint=folder / f"{seed}.keras",
+            val=np.arange(80, 120),
+            y_val=y[80:],
+        )
+        for seed in seeds
+    ]
+    return jobs, x[80:]
 
-    def jobs(folder: str) -> list[FitJob]:
-        (tmp_path / folder).mkdir()
-        return [
-            FitJob(
-                name=f"member {seed}",
-                kind="cnn",
-                cfg=replace(cfg, seed=seed),
-                windows=tmp_path / "windows.npy",
-                standardiser=Standardiser.fit(x[:80]),
-                train=np.arange(80),
-                y_train=y[:80],
-                checkpoint=tmp_path / folder / f"{seed}.keras",
-                val=np.arange(80, 120),
-                y_val=y[80:],
-            )
-            for seed in (1, 2)
-        ]
+
+def test_fits_do_not_depend_on_how_many_run_side_by_side(tmp_path):
+    import keras
+
+    from training.jobs import fit, fit_pool
 
     outputs = {}
     for workers in (1, 2):
+        jobs, x_val = tiny_fit_jobs(tmp_path / f"w{workers}", (1, 2))
         with fit_pool(workers) as pool:
-            done = [f.result() for f in [pool.submit(fit, j) for j in jobs(f"w{workers}")]]
+            done = [f.result() for f in [pool.submit(fit, j) for j in jobs]]
         outputs[workers] = [
-            keras.models.load_model(r.job.checkpoint).predict(x[80:], verbose=0) for r in done
+            keras.models.load_model(r.job.checkpoint).predict(x_val, verbose=0) for r in done
         ]
         assert [r.job.name for r in done] == ["member 1", "member 2"]
         assert all(len(r.history["loss"]) == 2 for r in done)
     assert not np.allclose(outputs[1][0], outputs[1][1])  # two seeds, two different models
     for one, two in zip(outputs[1], outputs[2], strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+def test_the_scheduler_runs_a_job_as_soon_as_what_it_waits_for_is_done(tmp_path):
+    from training.jobs import FitScheduler
+
+    first, waiting, dependent = tiny_fit_jobs(tmp_path / "jobs", (1, 2, 3))[0]
+    finished: list[str] = []
+    with FitScheduler(workers=1) as scheduler:
+
+        def submit(job, priority: int, **kwargs):
+            future = scheduler.submit(job, priority, **kwargs)
+            future.add_done_callback(lambda f: finished.append(f.result().job.name))
+            return future
+
+        futures = [submit(first, priority=1)]
+        for _ in range(600):  # until the only worker has it
+            if futures[0].running():
+                break
+            time.sleep(0.05)
+        futures.append(submit(waiting, priority=0))
+        # Built from the first fit's result, and queued before the worker it frees takes
+        # the job that has been waiting all along.
+        futures.append(
+            submit(
+                dependent,
+                priority=-1,
+                after=[futures[0]],
+                prepare=lambda job, results: replace(job, name=f"after {results[0].job.name}"),
+            )
+        )
+    assert finished == ["member 1", "after member 1", "member 2"]
+    assert all(f.result().job.checkpoint.exists() for f in futures)
 
 
 @pytest.mark.parametrize(("bands", "time_pool"), [(64, 4), (32, 8)])

@@ -1,4 +1,4 @@
-"""Neural fits run side by side in worker processes, one CPU thread each.
+"""Neural fits run side by side in worker processes, one CPU thread each, most urgent first.
 
 The models are small: TensorFlow gains nothing from a second thread on one of them (an
 epoch took as long on one thread as on two, measured on 2 cores), so running two fits at
@@ -10,13 +10,27 @@ The main process writes all windows once to a ``.npy`` file; each job names its 
 index and its worker memory-maps the file, so no large array crosses a process boundary.
 Workers save their model to the job's checkpoint; the main process loads it to evaluate.
 Nothing else is shared: the main process only submits jobs and reads their results.
+
+``FitScheduler`` hands a waiting job to the pool only when a worker is free, and then the
+most urgent one, so that a job that becomes ready late (a final network, once the folds
+have said how long to train it) need not wait behind every fold's fits. Thread rules:
+``submit`` may be called from any thread; one dispatcher thread takes jobs off the
+priority queue; the pool's callback thread completes the future that ``submit`` returned
+(running its callbacks, which may queue dependent jobs) and then frees the worker slot.
+The queue, the slot semaphore, the futures and each dependent job's counter (under its
+lock) are the only shared state.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +98,91 @@ def fit_pool(workers: int) -> ProcessPoolExecutor:
         mp_context=mp.get_context("spawn"),  # TensorFlow does not survive a fork
         initializer=_one_thread,
     )
+
+
+class FitScheduler:
+    """Runs ``fit(job)`` on ``workers`` single-threaded processes, the waiting job with the
+    lowest ``priority`` first (ties in submission order). A job may wait for others
+    (``after``): it joins the queue, built from their results by ``prepare``, the moment
+    the last of them is done, before that one's worker takes its next job. A context
+    manager: a normal exit waits for every submitted job, an error cancels the waiting ones.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self._pool = fit_pool(workers)
+        self._free = threading.Semaphore(max(1, workers))
+        self._waiting: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
+        self._submitted: list[Future] = []
+        self._dispatcher = threading.Thread(target=self._dispatch, name="fit-dispatch", daemon=True)
+        self._dispatcher.start()
+
+    def submit(
+        self,
+        job: FitJob,
+        priority: float = 0,
+        after: list[Future] | None = None,
+        prepare: Callable[[FitJob, list[FitResult]], FitJob] | None = None,
+    ) -> Future:
+        future: Future = Future()
+        self._submitted.append(future)
+        if not after:
+            self._enqueue(priority, job if prepare is None else prepare(job, []), future)
+            return future
+        remaining = [len(after)]
+        count_lock = threading.Lock()
+
+        def one_done(_: Future) -> None:
+            with count_lock:
+                remaining[0] -= 1
+                if remaining[0] or future.cancelled():
+                    return
+            try:
+                results = [f.result() for f in after]
+                ready = job if prepare is None else prepare(job, results)
+            except BaseException as error:  # a fit it needed failed or was cancelled
+                future.set_exception(error)
+                return
+            self._enqueue(priority, ready, future)
+
+        for f in after:
+            f.add_done_callback(one_done)
+        return future
+
+    def _enqueue(self, priority: float, job: FitJob | None, future: Future | None) -> None:
+        self._waiting.put((priority, next(self._order), job, future))
+
+    def _dispatch(self) -> None:
+        while True:
+            self._free.acquire()
+            _, _, job, future = self._waiting.get()
+            if job is None:  # closing: everything before it has been handed out
+                return
+            if not future.set_running_or_notify_cancel():
+                self._free.release()
+                continue
+            running = self._pool.submit(fit, job)
+            running.add_done_callback(lambda done, future=future: self._finish(done, future))
+
+    def _finish(self, done: Future, future: Future) -> None:
+        # The future first: its callbacks queue the jobs that were waiting for it, and only
+        # then is the worker free to take the most urgent job.
+        error = done.exception()
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+        self._free.release()
+
+    def __enter__(self) -> FitScheduler:
+        return self
+
+    def __exit__(self, error_type, *_) -> None:
+        if error_type is None:
+            wait(self._submitted)
+        else:  # nothing more will read the results: drop what waits
+            for future in self._submitted:
+                future.cancel()
+        self._enqueue(math.inf, None, None)
+        self._dispatcher.join()
+        self._pool.shutdown(wait=True)

@@ -16,6 +16,10 @@ def _setup_tf(seed: int) -> None:
     import keras
     import tensorflow as tf
 
+    # Layer names are numbered per process; a fresh count for every fit keeps a saved
+    # model's names (which the exported graph carries) independent of what its worker
+    # built before, so the same run gives the same model file byte for byte.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 

@@ -23,13 +23,15 @@ from ser_live.model import ModelSpec
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances, write_manifest
 from training.export import calibration_windows, tflite_predict, to_int8_tflite, write_model
-from training.jobs import FitJob, fit, fit_pool
+from training.jobs import FitJob, FitScheduler
 from training.metrics import plot_confusion, plot_curves, scores
 from training.models import CNN_ARCHITECTURES, NEURAL_MODELS, build_svm, utterance_statistics
 from training.neural import average_of
 from training.windows import extract_windows
 
 MODEL_NAME = "ser_cnn_int8.tflite"
+#: Neural model kinds by the time one fit takes (see ``training.jobs``).
+SLOWEST_FIRST = ("cnn2d", "cnn", "lstm")
 
 
 def log(message: str) -> None:
@@ -99,7 +101,6 @@ def member_jobs(
     y: np.ndarray,
     checkpoint_stem: Path,
     val_mask: np.ndarray | None = None,
-    epochs: dict[str, int] | None = None,
 ) -> list[FitJob]:
     """One fit per seed of the same model on the same windows (the members to average);
     a CNN member takes its architecture from ``cfg.cnn_architectures``."""
@@ -119,7 +120,6 @@ def member_jobs(
             ),
             val=None if val_mask is None else np.flatnonzero(val_mask),
             y_val=None if val_mask is None else y[val_mask],
-            epochs=None if epochs is None else epochs[kinds[m]],
         )
         for m, seed in enumerate(seeds)
     ]
@@ -186,19 +186,20 @@ def run(
     neural = [m for m in cfg.models if m in NEURAL_MODELS]
     members = [cfg.seed + m for m in range(cfg.cnn_members)]  # one seed per averaged CNN
     results: dict[str, list[dict]] = {m: [] for m in [*cfg.models, "cnn_int8"]}
-    if "cnn" in cfg.models and len(members) > 1:  # what one network alone scores
-        results["cnn_member1"] = []
+    if "cnn" in cfg.models and len(members) > 1:  # what each network alone scores
+        for m in range(len(members)):
+            results[f"cnn_member{m + 1}"] = []
     histories: dict[str, dict] = {}
-    best_epochs: dict[str, list[int]] = {}  # per CNN architecture
     prediction_rows: list[list] = []
-    int8, final_epochs = b"", None
+    int8 = b""
 
     windows_file = run_dir / "windows.npy"  # the workers memory-map it (see training.jobs)
     np.save(windows_file, x)
     try:
-        with fit_pool(cfg.workers) as pool:
-            # Every neural fit of every fold goes to the workers at once ...
-            fold_runs = []
+        with FitScheduler(cfg.workers) as scheduler:
+            # Every neural fit of every fold is queued at once, the slowest kinds first so
+            # that no long fit starts last while the other worker idles ...
+            fold_runs, fold_jobs = [], []
             for k, test_actors in enumerate(folds):
                 test_speakers, val_speakers = fold_speakers(k, test_actors, utterances)
                 train_mask = ~np.isin(win_speaker, list(test_speakers | val_speakers))
@@ -212,31 +213,36 @@ def run(
                 fold_dir = run_dir / f"fold{k + 1}"
                 fold_dir.mkdir(exist_ok=True)
                 fits = {
-                    name: [
-                        pool.submit(fit, job)
-                        for job in member_jobs(
-                            f"fold {k + 1} {name}",
-                            name,
-                            cfg,
-                            members if name == "cnn" else [cfg.seed],
-                            windows_file,
-                            standardiser,
-                            train_mask,
-                            y,
-                            fold_dir / f"{name}_best",
-                            val_mask,
-                        )
-                    ]
+                    name: member_jobs(
+                        f"fold {k + 1} {name}",
+                        name,
+                        cfg,
+                        members if name == "cnn" else [cfg.seed],
+                        windows_file,
+                        standardiser,
+                        train_mask,
+                        y,
+                        fold_dir / f"{name}_best",
+                        val_mask,
+                    )
                     for name in neural
                 }
+                fold_jobs += [job for jobs in fits.values() for job in jobs]
                 fold_runs.append((k, train_mask, test_mask, standardiser, fits))
+            submitted = {
+                job.checkpoint: scheduler.submit(job, priority=SLOWEST_FIRST.index(job.kind))
+                for job in sorted(fold_jobs, key=lambda job: SLOWEST_FIRST.index(job.kind))
+            }
+            for *_, fits in fold_runs:  # each model's jobs -> their futures
+                for name, jobs in fits.items():
+                    fits[name] = [submitted[job.checkpoint] for job in jobs]
 
-            # ... while the classic baseline trains here.
+            # ... while the classic baseline trains here ...
             if "svm" in cfg.models:
                 for k, train_mask, test_mask, _, _ in fold_runs:
                     t0 = time.time()
                     train_stats, train_clips = clip_statistics(x, clip, copy, train_mask)
-                    model = build_svm(cfg.seed).fit(train_stats, labels[train_clips])
+                    model = build_svm().fit(train_stats, labels[train_clips])
                     test_stats, test_clips = clip_statistics(x, clip, copy, test_mask)
                     onehot = np.eye(len(EMOTIONS))[model.predict(test_stats)]
                     _evaluate_clips(
@@ -246,6 +252,42 @@ def run(
                         f"fold {k + 1} svm: RAVDESS UAR {results['svm'][-1]['ravdess']['uar']:.3f} "
                         f"({time.time() - t0:.0f} s)"
                     )
+
+            # ... and each final network goes ahead of the waiting fold fits as soon as
+            # every fold's network of its architecture is done: it trains for the median
+            # of their best epochs.
+            final_fits: list = []
+            final_epochs = {}
+            if final:
+                final_standardiser = Standardiser.fit(x)
+                final_jobs = member_jobs(
+                    "final cnn",
+                    "cnn",
+                    cfg,
+                    members,
+                    windows_file,
+                    final_standardiser,
+                    np.ones(len(x), dtype=bool),
+                    y,
+                    run_dir / "final_cnn",
+                )
+                final_epochs = {kind: cfg.epochs for kind in sorted({j.kind for j in final_jobs})}
+
+                def with_median_epochs(job: FitJob, fold_fits: list) -> FitJob:
+                    best = [r.best_epoch for r in fold_fits]
+                    final_epochs[job.kind] = max(3, int(np.median(best))) if best else cfg.epochs
+                    log(f"{job.name} ({job.kind}): all speakers, {final_epochs[job.kind]} epochs")
+                    return replace(job, epochs=final_epochs[job.kind])
+
+                final_fits = [
+                    scheduler.submit(
+                        job,
+                        priority=-1,
+                        after=[submitted[j.checkpoint] for j in fold_jobs if j.kind == job.kind],
+                        prepare=with_median_epochs,
+                    )
+                    for job in final_jobs
+                ]
 
             import keras
 
@@ -273,10 +315,9 @@ def run(
                     member_probs = [m.predict(x_test, batch_size=256, verbose=0) for m in models]
                     evaluate(name, np.mean(member_probs, axis=0))
                     if name == "cnn":
-                        for r in done:
-                            best_epochs.setdefault(r.job.kind, []).append(r.best_epoch)
-                        if "cnn_member1" in results:
-                            evaluate("cnn_member1", member_probs[0])
+                        if len(member_probs) > 1:
+                            for m, probs in enumerate(member_probs):
+                                evaluate(f"cnn_member{m + 1}", probs)
                         calibration = standardiser(
                             x[calibration_windows(np.flatnonzero(train_mask), cfg.seed)]
                         )
@@ -286,38 +327,17 @@ def run(
             # ---------------------------------------------------------- final model
             summary = summarise(results)
             if final:
-                # Each architecture for the median of its best epochs over the folds.
-                final_epochs = {
-                    kind: max(3, int(np.median(best_epochs[kind])))
-                    if kind in best_epochs
-                    else cfg.epochs
-                    for kind in sorted({member_kind(cfg, m) for m in range(len(members))})
-                }
-                log(
-                    f"final model: all {len(set(speakers))} speakers, {final_epochs} epochs, "
-                    f"{len(members)} member(s)"
-                )
-                standardiser = Standardiser.fit(x)
-                jobs = member_jobs(
-                    "final cnn",
-                    "cnn",
-                    cfg,
-                    members,
-                    windows_file,
-                    standardiser,
-                    np.ones(len(x), dtype=bool),
-                    y,
-                    run_dir / "final_cnn",
-                    epochs=final_epochs,
-                )
-                done = [f.result() for f in [pool.submit(fit, job) for job in jobs]]
+                done = [f.result() for f in final_fits]
+                log(f"final model: {len(done)} member(s), {final_epochs} epochs")
                 histories["final cnn"] = done[0].history
                 ensemble = average_of([keras.models.load_model(r.job.checkpoint) for r in done])
-                calibration = standardiser(x[calibration_windows(np.arange(len(x)), cfg.seed)])
+                calibration = final_standardiser(
+                    x[calibration_windows(np.arange(len(x)), cfg.seed)]
+                )
                 int8 = to_int8_tflite(ensemble, calibration)
 
                 spec = model_spec(
-                    cfg, standardiser, x.shape[1:], len(x), utterances, final_epochs, summary
+                    cfg, final_standardiser, x.shape[1:], len(x), utterances, final_epochs, summary
                 )
                 write_model(run_dir / MODEL_NAME, int8, spec.to_json())
                 if install_to is not None:
@@ -391,7 +411,7 @@ def model_spec(
     input_shape: tuple[int, ...],
     n_windows: int,
     utterances: list[Utterance],
-    epochs: int,
+    epochs: dict[str, int],
     summary: dict,
 ) -> ModelSpec:
     """The sidecar: everything the runtime needs to feed the model as it was trained."""
