@@ -57,8 +57,6 @@ def build_cnn2d(
     dropout: float,
     filters: tuple[int, ...] = (16, 32, 48, 64),
     feature_std: np.ndarray | None = None,
-    n_mels: int = 64,
-    n_mfcc: int = 40,
     bands: int = 64,
     time_pool: int = 4,
     **_,
@@ -79,6 +77,9 @@ def build_cnn2d(
     from keras import layers
     from scipy.fft import dct
 
+    from ser_live.features import DEFAULT_SETTINGS  # the MFCCs' own settings
+
+    n_mels, n_mfcc = DEFAULT_SETTINGS.n_mels, DEFAULT_SETTINGS.n_mfcc
     reg = keras.regularizers.l2(l2)
     std = np.ones(n_features, np.float32) if feature_std is None else feature_std
     basis = dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_mfcc]  # (n_mfcc, n_mels)
