@@ -32,8 +32,12 @@ def test_shipped_model_is_int8_small_and_matches_the_code(classifier):
 def test_an_installed_package_carries_the_model(tmp_path):
     """`pip install .` (not editable) must find the model too, not only a checkout."""
     root = Path(__file__).resolve().parent.parent
+    # Built from a copy: setuptools builds in the source tree and would leave build/ there.
+    source = tmp_path / "source"
+    skip = (".git", ".venv", "build", "*.egg-info", "__pycache__", "runs", "cache", ".*_cache")
+    shutil.copytree(root, source, symlinks=True, ignore=shutil.ignore_patterns(*skip))
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "-q", "-w", str(tmp_path)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(tmp_path)],
         capture_output=True,
         text=True,
     )
