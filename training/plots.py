@@ -9,6 +9,7 @@ import numpy as np
 
 from ser_live import EMOTIONS
 from ser_live.audio_io import load_audio
+from ser_live.features import DEFAULT_SETTINGS
 from training.corpora import Utterance
 
 
@@ -51,6 +52,7 @@ def exploratory_plots(utterances: list[Utterance], out_dir: Path) -> None:
     fig.savefig(out_dir / "durations.png", dpi=100)
     plt.close(fig)
 
+    st = DEFAULT_SETTINGS  # the mel spectrum the model's features come from
     examples = {}
     for u in utterances:
         examples.setdefault(u.emotion, u)
@@ -60,13 +62,31 @@ def exploratory_plots(utterances: list[Utterance], out_dir: Path) -> None:
             continue
         u = examples[emotion]
         y = load_audio(u.path)
-        axes[row, 0].plot(np.arange(len(y)) / 16000, y, lw=0.4)
+        axes[row, 0].plot(np.arange(len(y)) / st.sample_rate, y, lw=0.4)
         axes[row, 0].set_ylabel(emotion)
         axes[row, 0].set_title(Path(u.path).name, fontsize=7)
         mel = librosa.power_to_db(
-            librosa.feature.melspectrogram(y=y, sr=16000, n_mels=64), ref=np.max
+            librosa.feature.melspectrogram(
+                y=y,
+                sr=st.sample_rate,
+                n_fft=st.n_fft,
+                hop_length=st.hop_length,
+                n_mels=st.n_mels,
+                fmin=st.fmin,
+                fmax=st.fmax,
+            ),
+            ref=np.max,
         )
-        librosa.display.specshow(mel, sr=16000, x_axis="time", y_axis="mel", ax=axes[row, 1])
+        librosa.display.specshow(
+            mel,
+            sr=st.sample_rate,
+            hop_length=st.hop_length,
+            fmin=st.fmin,
+            fmax=st.fmax,
+            x_axis="time",
+            y_axis="mel",
+            ax=axes[row, 1],
+        )
     fig.tight_layout()
     fig.savefig(out_dir / "examples.png", dpi=80)
     plt.close(fig)
