@@ -9,7 +9,7 @@ import numpy as np
 
 from ser_live import EMOTIONS
 from ser_live.audio_io import load_audio
-from ser_live.features import DEFAULT_SETTINGS
+from ser_live.features import DEFAULT_SETTINGS, log_mel_spectrum
 from training.corpora import Utterance
 
 
@@ -52,7 +52,7 @@ def exploratory_plots(utterances: list[Utterance], out_dir: Path) -> None:
     fig.savefig(out_dir / "durations.png", dpi=100)
     plt.close(fig)
 
-    st = DEFAULT_SETTINGS  # the mel spectrum the model's features come from
+    st = DEFAULT_SETTINGS
     examples = {}
     for u in utterances:
         examples.setdefault(u.emotion, u)
@@ -65,18 +65,8 @@ def exploratory_plots(utterances: list[Utterance], out_dir: Path) -> None:
         axes[row, 0].plot(np.arange(len(y)) / st.sample_rate, y, lw=0.4)
         axes[row, 0].set_ylabel(emotion)
         axes[row, 0].set_title(Path(u.path).name, fontsize=7)
-        mel = librosa.power_to_db(
-            librosa.feature.melspectrogram(
-                y=y,
-                sr=st.sample_rate,
-                n_fft=st.n_fft,
-                hop_length=st.hop_length,
-                n_mels=st.n_mels,
-                fmin=st.fmin,
-                fmax=st.fmax,
-            ),
-            ref=np.max,
-        )
+        mel = log_mel_spectrum(y).T  # what the MFCCs are taken from, in dB
+        mel = np.maximum(mel, mel.max() - 80.0)  # the usual 80 dB of display range
         librosa.display.specshow(
             mel,
             sr=st.sample_rate,
