@@ -1,7 +1,8 @@
 """Engine benchmark: speed, latency, start-up and memory. ``make bench`` prints the figures.
 
-1. analyze's real-time factor over at least 10 minutes of speech (start-up excluded);
-2. per-update processing time in live mode (20 ms blocks, as from a microphone);
+1. analyze's real-time factor over at least 10 minutes of speech (start-up excluded), with
+   the model's voice shifts and without (`--no-voice-shifts`), and their ratio;
+2. per-update processing time in live mode (20 ms blocks, as from a microphone), both ways;
 3. time from process start to the first prediction, in a fresh process (warm numba cache);
 4. resident memory over a simulated one-hour live session, session log included;
 5. one inference of the int8 model on one core.
@@ -41,6 +42,21 @@ print(time.perf_counter() - t0)
 """
 
 
+BLOCK = 320  # 20 ms, as from a microphone
+
+
+def live_update_ms(engine: Engine, audio: np.ndarray, block: int = BLOCK) -> list[float]:
+    """Milliseconds of each ``feed`` call that completed a window."""
+    engine.reset()
+    times = []
+    for i in range(0, len(audio), block):
+        t = time.perf_counter()
+        updates = engine.feed(audio[i : i + block])
+        if updates:
+            times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
 def main() -> None:
     classifier = load_model()
     engine = Engine(classifier)
@@ -50,36 +66,38 @@ def main() -> None:
         f"int8={classifier.quantized}"
     )
 
-    # 1. Real-time factor of analyze.
+    # 1. Real-time factor of analyze, with the model's voice shifts and without.
     audio = speech_stream(620)
     duration = len(audio) / 16000
+    plain_engine = Engine(classifier, voice_shifts=False)
+    elapsed = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "speech.wav"
         sf.write(path, audio, 16000, subtype="PCM_16")
-        t0 = time.perf_counter()
-        result = analyze_file(path, engine)
-        elapsed = time.perf_counter() - t0
-    assert result.error is None, result.error
+        for name, each in (("analyze", engine), ("analyze --no-voice-shifts", plain_engine)):
+            t0 = time.perf_counter()
+            result = analyze_file(path, each)
+            elapsed[name] = time.perf_counter() - t0
+            assert result.error is None, result.error
+            print(
+                f"{name}: {duration / 60:.1f} min of audio ({result.speech_s / 60:.1f} min "
+                f"speech) in {elapsed[name]:.2f} s = {duration / elapsed[name]:.0f}x faster "
+                f"than real time ({len(result.updates)} windows)"
+            )
+    copies = len(engine.shifter.semitones) if engine.shifter else 0
     print(
-        f"analyze: {duration / 60:.1f} min of audio ({result.speech_s / 60:.1f} min speech) in "
-        f"{elapsed:.2f} s = {duration / elapsed:.0f}x faster than real time "
-        f"({len(result.updates)} windows)"
+        f"the voice shifts ({copies} copies of each speech window) take "
+        f"{elapsed['analyze'] / elapsed['analyze --no-voice-shifts']:.1f}x the time"
     )
 
-    # 2. Per-update latency in live mode.
-    engine.reset()
-    block = 320
-    times = []
-    for i in range(0, len(audio), block):
-        t = time.perf_counter()
-        updates = engine.feed(audio[i : i + block])
-        if updates:
-            times.append((time.perf_counter() - t) * 1000)
-    p50, p99 = np.percentile(times, [50, 99])
-    print(
-        f"live update: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(times):.2f} ms "
-        f"over {len(times)} updates (20 ms blocks)"
-    )
+    # 2. Per-update latency in live mode (20 ms blocks, as from a microphone).
+    for name, each in (("live update", engine), ("live update, no voice shifts", plain_engine)):
+        times = live_update_ms(each, audio)
+        p50, p99 = np.percentile(times, [50, 99])
+        print(
+            f"{name}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, max {max(times):.2f} ms "
+            f"over {len(times)} updates (20 ms blocks)"
+        )
 
     # 3. Start to first prediction, fresh processes.
     clip = (
@@ -110,9 +128,9 @@ def main() -> None:
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
         log = SessionLog(Path(tmp) / "session.csv", engine.labels, "benchmark")
-        for i in range(0, 3600 * 16000, block):
+        for i in range(0, 3600 * 16000, BLOCK):
             start = i % len(audio)
-            for update in engine.feed(audio[start : start + block]):
+            for update in engine.feed(audio[start : start + BLOCK]):
                 log.write_update(update)
             if i % (600 * 16000) == 0:
                 samples.append(rss_mb())

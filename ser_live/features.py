@@ -21,6 +21,7 @@ Normalisation has two stages, both recorded in the model's sidecar:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import librosa
@@ -81,18 +82,24 @@ def _spectral_samples(y: np.ndarray, n_frames: int, s: FeatureSettings) -> np.nd
     return y[offset : offset + (n_frames - 1) * s.hop_length + s.n_fft]
 
 
+@functools.lru_cache(maxsize=4)
+def _mel_basis(s: FeatureSettings) -> np.ndarray:
+    basis = librosa.filters.mel(
+        sr=s.sample_rate, n_fft=s.n_fft, n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax
+    )
+    basis.flags.writeable = False
+    return basis
+
+
 def _log_mel(spectral: np.ndarray, s: FeatureSettings) -> np.ndarray:
     """Log-mel spectrum in dB, shape ``(n_mels, n_frames)``."""
-    mel = librosa.feature.melspectrogram(
-        y=spectral,
-        sr=s.sample_rate,
-        n_fft=s.n_fft,
-        hop_length=s.hop_length,
-        n_mels=s.n_mels,
-        fmin=s.fmin,
-        fmax=s.fmax,
-        center=False,
+    power = (
+        np.abs(librosa.stft(spectral, n_fft=s.n_fft, hop_length=s.hop_length, center=False)) ** 2.0
     )
+    # What librosa.feature.melspectrogram computes, with a plain matrix product where it
+    # calls np.einsum: bit-identical (checked on all 32,520 training windows) and a
+    # little cheaper (about 0.15 against 0.2-0.4 ms a 2 s window here).
+    mel = _mel_basis(s) @ power
     # top_db=None: librosa's default clips at 80 dB below the loudest value of the array it
     # is given, which would make a frame's features depend on its neighbours.
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)

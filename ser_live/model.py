@@ -19,6 +19,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
+from ser_live.voice_shifts import MAX_SHIFT_SEMITONES
 
 SIDECAR_FORMAT = "ser-live-model"
 SIDECAR_VERSION = 1
@@ -39,6 +40,9 @@ class ModelSpec:
     features: dict
     normalisation: dict
     input_shape: list[int]
+    # Semitones each window is also heard shifted by, the copies' outputs averaged
+    # (``ser_live.voice_shifts``); empty in models from before the shifts.
+    voice_shifts: list[float] = field(default_factory=list)
     model_version: str = "dev"
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -106,6 +110,14 @@ class ModelSpec:
             or len(glob.get("std", [])) != settings.n_features
         ):
             problems.append("global normalisation statistics are missing or the wrong size")
+        shifts = self.voice_shifts
+        if not isinstance(shifts, list) or not all(
+            isinstance(v, int | float) and v != 0 and abs(v) <= MAX_SHIFT_SEMITONES for v in shifts
+        ):
+            problems.append(
+                f"voice shifts {shifts!r} are not non-zero semitones within "
+                f"±{MAX_SHIFT_SEMITONES:g}"
+            )
         if problems:
             raise ModelError(f"model does not match this ser-live ({path}): " + "; ".join(problems))
 

@@ -52,6 +52,10 @@ def run_source(
         if limit is not None and fed >= limit:
             source.stop()
             break
+    for update in engine.finish():
+        count += 1
+        if on_update is not None:
+            on_update(update)
     return count
 
 

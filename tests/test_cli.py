@@ -78,6 +78,23 @@ def test_analyze_writes_timeline_and_summary(tmp_path):
         assert (w["emotion"] == "") == (w["speech"] == "0")
 
 
+def test_no_voice_shifts_scores_the_same_windows_alone(tmp_path):
+    shifted, plain = tmp_path / "shifted.csv", tmp_path / "plain.csv"
+    assert run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(shifted)).returncode == 0
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(plain), "--no-voice-shifts")
+    assert proc.returncode == 0, proc.stderr
+    with_copies, alone = read_csv(shifted), read_csv(plain)
+    assert [(w["start_s"], w["speech"]) for w in with_copies] == [
+        (w["start_s"], w["speech"]) for w in alone
+    ]
+    differs = [
+        max(abs(float(a[c]) - float(b[c])) for c in P_COLS)
+        for a, b in zip(with_copies, alone, strict=True)
+        if a["speech"] == "1"
+    ]
+    assert differs and min(differs) > 1e-4  # the shipped model's sidecar asks for shifts
+
+
 def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
     good = tmp_path / "good"
     good.mkdir()

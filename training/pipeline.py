@@ -27,6 +27,7 @@ from training.jobs import FitJob, FitScheduler
 from training.metrics import plot_confusion, plot_curves, scores
 from training.models import CNN_ARCHITECTURES, NEURAL_MODELS, build_svm, utterance_statistics
 from training.neural import average_of
+from training.shifted import extract_shifted, with_shifts
 from training.windows import extract_windows
 
 MODEL_NAME = "ser_cnn_int8.tflite"
@@ -186,11 +187,16 @@ def run(
     y = labels[clip]
     win_speaker = speakers[clip]
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean), shape {x.shape[1:]}")
+    shifted = extract_shifted(utterances, cfg, data, cache_dir)
+    if cfg.voice_shifts:
+        log(f"voice shifts {cfg.voice_shifts} semitones: {len(shifted['x'])} copies to score")
 
     folds = ravdess_folds(utterances, cfg.folds)
     neural = [m for m in cfg.models if m in NEURAL_MODELS]
     members = [cfg.seed + m for m in range(cfg.cnn_members)]  # one seed per averaged CNN
     results: dict[str, list[dict]] = {m: [] for m in [*cfg.models, "cnn_int8"]}
+    if "cnn" in cfg.models and cfg.voice_shifts:  # what the shifts add
+        results["cnn_no_shifts"] = []
     if "cnn" in cfg.models and len(members) > 1:  # what each network alone scores
         for m in range(len(members)):
             results[f"cnn_member{m + 1}"] = []
@@ -300,6 +306,14 @@ def run(
 
             for k, train_mask, test_mask, standardiser, fits in fold_runs:
                 x_test = standardiser(x[test_mask])
+                test_rows = np.flatnonzero(test_mask)
+                of_test = np.isin(shifted["row"], test_rows)
+                x_copies = standardiser(shifted["x"][of_test])
+                owner = np.searchsorted(test_rows, shifted["row"][of_test])
+
+                def scored(predict, copies=x_copies, owner=owner, x_test=x_test) -> np.ndarray:
+                    """Window probabilities as the engine gives them: with the shifts."""
+                    return with_shifts(predict, x_test, copies, owner)
 
                 def evaluate(
                     name: str, window_probs: np.ndarray, fold: int = k, mask: np.ndarray = test_mask
@@ -319,9 +333,15 @@ def run(
                     done = [f.result() for f in fits[name]]
                     histories[f"{name} fold {k + 1}"] = done[0].history
                     models = [keras.models.load_model(r.job.checkpoint) for r in done]
-                    member_probs = [m.predict(x_test, batch_size=256, verbose=0) for m in models]
+                    member_probs = [
+                        scored(lambda a, m=m: m.predict(a, batch_size=256, verbose=0))
+                        for m in models
+                    ]
                     evaluate(name, np.mean(member_probs, axis=0))
                     if name == "cnn":
+                        if cfg.voice_shifts:
+                            plain = [m.predict(x_test, batch_size=256, verbose=0) for m in models]
+                            evaluate("cnn_no_shifts", np.mean(plain, axis=0))
                         if len(member_probs) > 1:
                             for m, probs in enumerate(member_probs):
                                 evaluate(f"cnn_member{m + 1}", probs)
@@ -329,7 +349,7 @@ def run(
                             x[calibration_windows(np.flatnonzero(train_mask), cfg.seed)]
                         )
                         fold_int8 = to_int8_tflite(average_of(models), calibration)
-                        evaluate("cnn_int8", tflite_predict(fold_int8, x_test))
+                        evaluate("cnn_int8", scored(lambda a, f=fold_int8: tflite_predict(f, a)))
 
             # ---------------------------------------------------------- final model
             summary = summarise(results)
@@ -436,6 +456,7 @@ def model_spec(
         features=DEFAULT_SETTINGS.to_dict(),
         normalisation={"per_window": "cepstral-mean-and-level", "global": standardiser.to_dict()},
         input_shape=list(input_shape),
+        voice_shifts=list(cfg.voice_shifts),
         model_version=dt.date.today().isoformat(),
         training={
             "ser_live_version": __version__,

@@ -25,18 +25,20 @@ from pathlib import Path
 import numpy as np
 import soxr
 from scipy.signal import butter, sosfilt
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ser_live import SAMPLE_RATE
 from ser_live.audio_io import load_audio
 from ser_live.features import Standardiser
+from ser_live.voice_shifts import VoiceShifter
 from training.augment import codec_round_trip, reverberate, room_tail
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
 from training.metrics import scores
+from training.shifted import windows_and_copies, with_shifts
 from training.windows import (
     clip_seed,
-    clip_windows,
     extract_windows,
     make_frontend,
     place_in_room_tone,
@@ -101,12 +103,17 @@ _worker: dict = {}
 
 
 def _init_worker(cfg: TrainConfig) -> None:
+    # One BLAS thread per worker: with a pool filling the cores, OpenBLAS's own threads
+    # fight the other workers and made each feature extraction four times slower.
+    threadpool_limits(1)
     _worker["cfg"] = cfg
     _worker["frontend"] = make_frontend(cfg)
+    _worker["shifter"] = VoiceShifter(cfg.voice_shifts, _worker["frontend"].window_samples)
 
 
-def _windows(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray]:
-    """The clean copy's windows as training made them, through ``condition`` first."""
+def _windows(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The clean copy's windows as training made them, through ``condition`` first, with
+    their voice-shifted copies (and which window each copy belongs to)."""
     index, path, seed, condition = task
     cfg = _worker["cfg"]
     rng = np.random.default_rng(seed)
@@ -114,7 +121,9 @@ def _windows(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray]:
     placed = place_in_room_tone(clip, cfg, rng)  # same draws as the run's clean copy
     channel = CONDITIONS[condition][1]
     heard = np.clip(channel(placed, _rms(clip), rng), -1.0, 1.0).astype(np.float32)
-    return index, clip_windows(heard, cfg, _worker["frontend"])
+    kept, copies, owners = windows_and_copies(heard, cfg, _worker["frontend"], _worker["shifter"])
+    x = np.stack([w.features for w in kept]) if kept else copies[:0]
+    return index, x, copies, owners
 
 
 def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dict:
@@ -153,20 +162,32 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dic
     with mp.get_context("spawn").Pool(cfg.workers, _init_worker, (cfg,)) as pool:
         for condition in conditions:
             tasks = [(i, utterances[i].path, clip_seed(cfg, i, copy=0), condition) for i in scored]
-            windows = dict(
-                tqdm(
-                    pool.imap_unordered(_windows, tasks, chunksize=8),
-                    total=len(tasks),
-                    desc=condition,
-                )
-            )
+            windows, copies = {}, {}
+            for i, x, shifted, owners in tqdm(
+                pool.imap_unordered(_windows, tasks, chunksize=8), total=len(tasks), desc=condition
+            ):
+                windows[i], copies[i] = x, (shifted, owners)
             result = {"description": CONDITIONS[condition][0], "clips_without_speech": 0}
             for k, _, standardiser in folds:
                 ids = [i for i in clips[k] if len(windows[i])]
                 x = standardiser(np.concatenate([windows[i] for i in ids]))
                 owner = np.concatenate([np.full(len(windows[i]), i) for i in ids])
+                offsets = np.cumsum([0] + [len(windows[i]) for i in ids])
+                x_copies = standardiser(np.concatenate([copies[i][0] for i in ids]))
+                copy_owner = np.concatenate(
+                    [copies[i][1] + offset for i, offset in zip(ids, offsets, strict=False)]
+                )
                 window_probs = np.mean(
-                    [m.predict(x, batch_size=256, verbose=0) for m in models[k]], axis=0
+                    [
+                        with_shifts(
+                            lambda a, m=m: m.predict(a, batch_size=256, verbose=0),
+                            x,
+                            x_copies,
+                            copy_owner,
+                        )
+                        for m in models[k]
+                    ],
+                    axis=0,
                 )
                 owners, probs = clip_probabilities(window_probs, owner)
                 clip_pred = dict(zip(owners.tolist(), probs.argmax(axis=1).tolist(), strict=True))
@@ -210,8 +231,9 @@ def markdown(result: dict) -> str:
     lines = [
         "# Robustness to recording setups",
         "",
-        "Each fold's own CNNs (float, averaged) on that fold's test speakers, whom training "
-        "never heard, with the test audio passed through one channel. RAVDESS: every clip of "
+        "Each fold's own CNNs (float, averaged, with the run's voice shifts) on that fold's "
+        "test speakers, whom training never heard, with the test audio passed through one "
+        "channel. RAVDESS: every clip of "
         f"the fold's actors; TESS: {TESS_CLIPS_PER_SPEAKER} clips of the held-out speaker. "
         "In brackets: the change from clean.",
         "",

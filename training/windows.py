@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ser_live import SAMPLE_RATE
@@ -81,6 +82,9 @@ _worker: dict = {}
 
 
 def _init_worker(cfg: TrainConfig) -> None:
+    # One BLAS thread per worker: with a pool filling the cores, OpenBLAS's own threads
+    # fight the other workers and made each feature extraction four times slower.
+    threadpool_limits(1)
     _worker["cfg"] = cfg
     _worker["frontend"] = make_frontend(cfg)
     _worker["augment"] = Augmenter()
