@@ -168,7 +168,7 @@ class Engine:
         start = round(window.start_s * SAMPLE_RATE)
         reach = self.shifter.context_samples
         first = max(0, start + self.shifter.window_samples - reach, self._tail.first)
-        last = min(self._tail.end, max(start + reach, start + self.shifter.window_samples))
+        last = min(self._tail.end, start + reach)  # reach is at least a window
         copies = self.shifter(self._tail.span(first, last), start - first)
         return np.mean([probs, *map(self.classifier.predict, copies)], axis=0, dtype=np.float32)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
-from ser_live.voice_shifts import MAX_SHIFT_SEMITONES
+from ser_live.voice_shifts import shifts_problem
 
 SIDECAR_FORMAT = "ser-live-model"
 SIDECAR_VERSION = 1
@@ -110,14 +110,10 @@ class ModelSpec:
             or len(glob.get("std", [])) != settings.n_features
         ):
             problems.append("global normalisation statistics are missing or the wrong size")
-        shifts = self.voice_shifts
-        if not isinstance(shifts, list) or not all(
-            isinstance(v, int | float) and v != 0 and abs(v) <= MAX_SHIFT_SEMITONES for v in shifts
-        ):
-            problems.append(
-                f"voice shifts {shifts!r} are not non-zero semitones within "
-                f"±{MAX_SHIFT_SEMITONES:g}"
-            )
+        if not isinstance(self.voice_shifts, list):
+            problems.append(f"voice shifts {self.voice_shifts!r} are not a list")
+        elif problem := shifts_problem(self.voice_shifts):
+            problems.append(problem)
         if problems:
             raise ModelError(f"model does not match this ser-live ({path}): " + "; ".join(problems))
 

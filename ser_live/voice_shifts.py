@@ -33,6 +33,15 @@ from ser_live.features import DEFAULT_SETTINGS, FeatureSettings, frame_features,
 MAX_SHIFT_SEMITONES = 3.0
 
 
+def shifts_problem(semitones) -> str | None:
+    """Why ``semitones`` is not a usable list of shifts, or None if it is."""
+    if isinstance(semitones, list | tuple) and all(
+        isinstance(s, int | float) and s != 0 and abs(s) <= MAX_SHIFT_SEMITONES for s in semitones
+    ):
+        return None
+    return f"voice shifts {semitones!r} are not non-zero semitones within ±{MAX_SHIFT_SEMITONES:g}"
+
+
 def speed_factor(semitones: float) -> float:
     """How much faster a copy plays to sound ``semitones`` higher."""
     return float(2.0 ** (semitones / 12.0))
@@ -47,10 +56,9 @@ class VoiceShifter:
         window_samples: int,
         settings: FeatureSettings = DEFAULT_SETTINGS,
     ) -> None:
-        if any(abs(s) > MAX_SHIFT_SEMITONES or s == 0 for s in semitones):
-            raise ValueError(
-                f"voice shifts must be non-zero and within ±{MAX_SHIFT_SEMITONES:g} semitones"
-            )
+        problem = shifts_problem(list(semitones))
+        if problem:
+            raise ValueError(problem)
         self.semitones = [float(s) for s in semitones]
         self.settings = settings
         self.window_samples = window_samples

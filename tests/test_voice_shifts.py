@@ -1,4 +1,4 @@
-"""Test-time voice shifts: copies really move the voice, are cut from the audio ending with
+"""Test-time voice shifts: copies really move the voice, are cut from the audio around
 their window, and the engine averages them the same whatever the chunk size."""
 
 from __future__ import annotations

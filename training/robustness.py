@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import soxr
 from scipy.signal import butter, sosfilt
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ser_live import SAMPLE_RATE
@@ -41,6 +40,7 @@ from training.windows import (
     clip_seed,
     extract_windows,
     make_frontend,
+    one_blas_thread,
     place_in_room_tone,
 )
 
@@ -103,9 +103,7 @@ _worker: dict = {}
 
 
 def _init_worker(cfg: TrainConfig) -> None:
-    # One BLAS thread per worker: with a pool filling the cores, OpenBLAS's own threads
-    # fight the other workers and made each feature extraction four times slower.
-    threadpool_limits(1)
+    one_blas_thread()
     _worker["cfg"] = cfg
     _worker["frontend"] = make_frontend(cfg)
     _worker["shifter"] = VoiceShifter(cfg.voice_shifts, _worker["frontend"].window_samples)
@@ -172,10 +170,10 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str]) -> dic
                 ids = [i for i in clips[k] if len(windows[i])]
                 x = standardiser(np.concatenate([windows[i] for i in ids]))
                 owner = np.concatenate([np.full(len(windows[i]), i) for i in ids])
-                offsets = np.cumsum([0] + [len(windows[i]) for i in ids])
+                offsets = np.cumsum([0] + [len(windows[i]) for i in ids])[:-1]
                 x_copies = standardiser(np.concatenate([copies[i][0] for i in ids]))
                 copy_owner = np.concatenate(
-                    [copies[i][1] + offset for i, offset in zip(ids, offsets, strict=False)]
+                    [copies[i][1] + offset for i, offset in zip(ids, offsets, strict=True)]
                 )
                 window_probs = np.mean(
                     [

@@ -3,7 +3,7 @@
 The engine averages each window's output with its copies' (``ser_live.voice_shifts``).
 Cross-validation does the same: this replays each clip's clean copy exactly as
 ``training.windows`` placed it, finds the same windows, and cuts their copies from the
-audio ending with each window, through the same ``VoiceShifter`` the engine uses. The
+audio around each window, through the same ``VoiceShifter`` the engine uses. The
 copies are only ever scored, never trained on. Cached beside the windows.
 """
 
@@ -15,7 +15,6 @@ import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from ser_live import SAMPLE_RATE
@@ -24,15 +23,20 @@ from ser_live.frontend import FrontEnd, Window
 from ser_live.voice_shifts import VoiceShifter
 from training.config import TrainConfig
 from training.corpora import Utterance
-from training.windows import cache_key, clip_seed, make_frontend, place_in_room_tone
+from training.windows import (
+    cache_key,
+    clip_seed,
+    clip_window_objects,
+    make_frontend,
+    one_blas_thread,
+    place_in_room_tone,
+)
 
 _worker: dict = {}
 
 
 def _init_worker(cfg: TrainConfig) -> None:
-    # One BLAS thread per worker: with a pool filling the cores, OpenBLAS's own threads
-    # fight the other workers and made each feature extraction four times slower.
-    threadpool_limits(1)
+    one_blas_thread()
     _worker["cfg"] = cfg
     _worker["frontend"] = make_frontend(cfg)
     _worker["shifter"] = VoiceShifter(
@@ -47,13 +51,9 @@ def _digest(features: np.ndarray) -> str:
 def windows_and_copies(
     samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd, shifter: VoiceShifter
 ) -> tuple[list[Window], np.ndarray, np.ndarray]:
-    """A clean clip's windows (those ``training.windows.clip_windows`` keeps), their
-    copies, and which window each copy belongs to."""
-    frontend.reset()
-    windows = frontend.feed(samples)
-    kept = [w for w in windows if w.speech_ratio >= cfg.min_speech_ratio]
-    if not kept and windows:
-        kept = [max(windows, key=lambda w: w.speech_ratio)]
+    """A clean clip's windows (as training keeps them), their copies, and which window
+    each copy belongs to."""
+    kept = clip_window_objects(samples, cfg, frontend)
     copies = [np.zeros((0, frontend.frames_per_window, frontend.settings.n_features), np.float32)]
     owners: list[int] = []
     for n, window in enumerate(kept):

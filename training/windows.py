@@ -15,7 +15,7 @@ from tqdm import tqdm
 from ser_live import SAMPLE_RATE
 from ser_live.audio_io import load_audio
 from ser_live.features import DEFAULT_SETTINGS
-from ser_live.frontend import FrontEnd
+from ser_live.frontend import FrontEnd, Window
 from ser_live.vad import VoiceActivityDetector
 from training.augment import Augmenter
 from training.config import TrainConfig
@@ -53,10 +53,10 @@ def place_in_room_tone(
     return out
 
 
-def clip_windows(
+def clip_window_objects(
     samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd, fallback: bool = True
-) -> np.ndarray:
-    """The windows the live engine would classify (enough speech).
+) -> list[Window]:
+    """The windows of a clip the live engine would classify (enough speech).
 
     With none, ``fallback`` keeps the most speech-like window, so that every clean clip
     is scored; an augmented copy gets no window, rather than a near-silent one labelled
@@ -67,6 +67,14 @@ def clip_windows(
     keep = [w for w in windows if w.speech_ratio >= cfg.min_speech_ratio]
     if not keep and fallback and windows:
         keep = [max(windows, key=lambda w: w.speech_ratio)]
+    return keep
+
+
+def clip_windows(
+    samples: np.ndarray, cfg: TrainConfig, frontend: FrontEnd, fallback: bool = True
+) -> np.ndarray:
+    """The features of ``clip_window_objects``, one row per window."""
+    keep = clip_window_objects(samples, cfg, frontend, fallback)
     if not keep:
         return np.zeros((0, frontend.frames_per_window, DEFAULT_SETTINGS.n_features), np.float32)
     return np.stack([w.features for w in keep])
@@ -81,10 +89,14 @@ def clip_seed(cfg: TrainConfig, index: int, copy: int) -> int:
 _worker: dict = {}
 
 
-def _init_worker(cfg: TrainConfig) -> None:
-    # One BLAS thread per worker: with a pool filling the cores, OpenBLAS's own threads
-    # fight the other workers and made each feature extraction four times slower.
+def one_blas_thread() -> None:
+    """For a pool worker: with the pool filling the cores, OpenBLAS's own threads fought
+    the other workers and made each feature extraction four times slower."""
     threadpool_limits(1)
+
+
+def _init_worker(cfg: TrainConfig) -> None:
+    one_blas_thread()
     _worker["cfg"] = cfg
     _worker["frontend"] = make_frontend(cfg)
     _worker["augment"] = Augmenter()
