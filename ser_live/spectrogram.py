@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 
 from ser_live import SAMPLE_RATE
+from ser_live.dsp import mel_filterbank
 
 
 class LogMelTap:
@@ -16,9 +16,7 @@ class LogMelTap:
         self._window = np.hanning(n_fft).astype(np.float32)
         # Scaled so that a full-scale sine reads about 0 dB in its band: dBFS-like columns.
         self._scale = 4.0 / float(self._window.sum()) ** 2
-        self._mel = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=50, fmax=8000
-        )
+        self._mel = mel_filterbank(SAMPLE_RATE, n_fft, n_mels, 50.0, 8000.0)
         self._carry = np.zeros(0, dtype=np.float32)
 
     def reset(self) -> None:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import librosa
 import numpy as np
 import pytest
+import scipy.fft
 
-from ser_live.features import DEFAULT_SETTINGS, frame_features, normalise_window
+from ser_live.dsp import DCT2, mel_filterbank
+from ser_live.features import (
+    DEFAULT_SETTINGS,
+    frame_features,
+    log_mel_spectrum,
+    normalise_window,
+)
 from ser_live.frontend import FrontEnd
 from ser_live.vad import VoiceActivityDetector
 
@@ -52,13 +62,79 @@ def test_streamed_windows_equal_direct_librosa(speech):
         np.testing.assert_allclose(w.features[:, -1], expected[:, -1], atol=0.05)
 
 
-def test_frames_do_not_depend_on_neighbours(speech):
+@pytest.mark.parametrize(
+    "counts", [(150, 177), (1, 2, 3, 4, 5, 6, 7, 8, 9), (13, 16, 17, 31, 33, 64)]
+)
+def test_frames_do_not_depend_on_neighbours(speech, counts):
+    """Frames computed in runs of any length equal the frames computed at once, bit for bit:
+    the runs put each frame in a different SIMD lane, FFT batch and reduction block."""
+    s = DEFAULT_SETTINGS
     whole = frame_features(speech)
-    split = 150
-    parts = np.concatenate(
-        [frame_features(speech[: (split - 1) * 160 + 800]), frame_features(speech[split * 160 :])]
+    parts, first = [], 0
+    while first < len(whole):
+        for count in counts:
+            count = min(count, len(whole) - first)
+            if count == 0:
+                break
+            lo = first * s.hop_length
+            parts.append(
+                frame_features(speech[lo : lo + (count - 1) * s.hop_length + s.frame_length])
+            )
+            assert len(parts[-1]) == count
+            first += count
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_features_match_librosa_on_every_frame(speech):
+    """The NumPy/SciPy runtime path against librosa, frame by frame, unnormalised."""
+    s = DEFAULT_SETTINGS
+    n = s.frames_in(len(speech))
+    middle = speech[144 : 144 + (n - 1) * 160 + 512]
+    common = dict(n_fft=s.n_fft, hop_length=s.hop_length, center=False)
+    mel = librosa.feature.melspectrogram(
+        y=middle, sr=16000, n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax, **common
     )
-    np.testing.assert_array_equal(whole, parts)
+    log_mel = librosa.power_to_db(mel, top_db=None)
+    np.testing.assert_allclose(log_mel_spectrum(speech), log_mel.T, atol=2e-3)
+    mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
+    ours = frame_features(speech)
+    np.testing.assert_allclose(ours[:, : s.n_mfcc], mfcc.T, rtol=1e-4, atol=2e-3)
+    zcr = librosa.feature.zero_crossing_rate(middle, frame_length=512, hop_length=160, center=False)
+    np.testing.assert_array_equal(ours[:, s.n_mfcc], zcr[0])
+    f0 = librosa.yin(
+        speech[: (n - 1) * 160 + 800],
+        fmin=60,
+        fmax=500,
+        sr=16000,
+        frame_length=800,
+        hop_length=160,
+        center=False,
+    )
+    np.testing.assert_allclose(ours[:, -1], 12 * np.log2(np.clip(f0, 60, 500) / 55), atol=0.05)
+
+
+def test_mel_filterbank_is_librosas():
+    ours = mel_filterbank(16000, 512, 64, 50.0, 8000.0)
+    np.testing.assert_array_equal(
+        ours, librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=50, fmax=8000)
+    )
+
+
+@pytest.mark.parametrize("n", [2, 40, 64])
+def test_dct_is_scipys(n):
+    x = np.random.default_rng(n).standard_normal((37, 64)).astype(np.float32) * 30
+    np.testing.assert_allclose(
+        DCT2(64, n)(x), scipy.fft.dct(x, type=2, norm="ortho")[:, :n], atol=1e-4
+    )
+
+
+def test_runtime_does_not_import_librosa():
+    code = (
+        "import sys, numpy as np; from ser_live.engine import Engine; "
+        "from ser_live.model import load_model; e = Engine(load_model()); e.warm_up(); e.feed(np.zeros(40000, np.float32)); "
+        "sys.exit('librosa' in sys.modules or 'numba' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_per_window_normalisation_cancels_gain(speech):

@@ -120,10 +120,10 @@ WINDOW_SOURCES = [
     Path(__file__).resolve().parent / name for name in ("windows.py", "augment.py")
 ] + [
     Path(__file__).resolve().parent.parent / "ser_live" / name
-    for name in ("audio_io.py", "vad.py", "features.py", "frontend.py")
+    for name in ("audio_io.py", "vad.py", "dsp.py", "features.py", "frontend.py")
 ]
 
-WINDOW_LIBRARIES = ("numpy", "librosa", "soxr", "soundfile", "webrtcvad-wheels", "audiomentations")
+WINDOW_LIBRARIES = ("numpy", "scipy", "soxr", "soundfile", "webrtcvad-wheels", "audiomentations")
 
 
 def cache_key(cfg: TrainConfig, utterances: list[Utterance], n_copies: int) -> str:
