@@ -131,7 +131,8 @@ def test_dct_is_scipys(n):
 def test_runtime_does_not_import_librosa():
     code = (
         "import sys, numpy as np; from ser_live.engine import Engine; "
-        "from ser_live.model import load_model; e = Engine(load_model()); e.warm_up(); e.feed(np.zeros(40000, np.float32)); "
+        "from ser_live.model import load_model; e = Engine(load_model()); e.warm_up(); "
+        "e.feed(np.zeros(40000, np.float32)); "
         "sys.exit('librosa' in sys.modules or 'numba' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
