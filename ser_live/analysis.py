@@ -63,11 +63,11 @@ def analyze_file(
         result.duration_s = engine.stream_s
         result.speech_s = engine.speech_s
         if not result.updates:
-            raise AudioFileError(
-                f"{path}: {engine.stream_s:.2f} s is shorter than one {engine.window_s:g} s window"
-            )
+            raise AudioFileError(f"{path}: no audio in the file")
     except SerLiveError as exc:
         result.error = str(exc)
+    except Exception as exc:
+        result.error = f"{path}: internal error ({type(exc).__name__}: {exc})"
     return result
 
 

@@ -78,6 +78,10 @@ class AudioReader:
                     raise AudioFileError(
                         f"{self.path}: truncated or corrupt audio ({describe_error(exc)})"
                     ) from None
+                if not np.isfinite(data).all():
+                    raise AudioFileError(
+                        f"{self.path}: NaN or infinite samples (a damaged float recording)"
+                    )
                 last = len(data) < block
                 mono = data.mean(axis=1) if self.channel is None else data[:, self.channel]
                 mono = np.ascontiguousarray(mono, dtype=np.float32)

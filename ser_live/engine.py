@@ -17,8 +17,11 @@ from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
 from ser_live.model import Classifier
-from ser_live.vad import VoiceActivityDetector
+from ser_live.vad import FRAME_MS, VoiceActivityDetector
 from ser_live.voice_shifts import StreamTail, VoiceShifter
+
+#: Speech a short phrase needs beyond the VAD's hangover to be classified at all.
+MIN_HEARD_SPEECH_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Update:
 
     start_s: float  # stream time of the window
     end_s: float
-    speech: bool  # enough speech in the window to say anything
+    speech: bool  # classified: enough speech, or the best window of a short phrase
     speech_ratio: float
     level_db: float
     probabilities: np.ndarray | None  # smoothed over recent speech windows; None in silence
@@ -69,10 +72,11 @@ class Engine:
         smoothing: int = 3,
         vad_aggressiveness: int | None = None,
         min_speech_ratio: float | None = None,
-        voice_shifts: bool = True,
+        voice_shifts: bool = False,
     ) -> None:
-        """``voice_shifts=False`` skips the sidecar's test-time voice shifts: about a tenth
-        of the work per speech window, for the accuracy the model card gives without."""
+        """``voice_shifts=True`` also scores each speech window as the sidecar's
+        voice-shifted copies and averages: about ten times the work per speech window,
+        for the gain the model card gives."""
         spec = classifier.spec
         self.classifier = classifier
         self.labels: list[str] = list(spec.labels)
@@ -94,6 +98,13 @@ class Engine:
         )
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
+        # A short phrase: windows with some speech but too little to classify, none of
+        # them next to a window with enough. Held back until the phrase ends, when its most
+        # speech-like window is classified (``_close_phrase``).
+        self._phrase: list[Window] = []
+        self._phrase_covered = False  # the current phrase already has a speech window
+        self.min_phrase_speech_s = self.vad.hangover_frames * FRAME_MS / 1000 + MIN_HEARD_SPEECH_S
+        self.max_phrase_windows = round(self.frontend.window_s / self.frontend.hop_s) + 2
 
     @property
     def window_s(self) -> float:
@@ -131,14 +142,17 @@ class Engine:
         self.smoother.reset()
         self._tail.reset()
         self._waiting.clear()
+        self._phrase.clear()
+        self._phrase_covered = False
 
     def feed(self, samples: np.ndarray) -> list[Update]:
-        """Add 16 kHz mono float32 samples; return the updates of the windows they complete."""
+        """Add 16 kHz mono float32 samples; return the updates of the windows they complete
+        (a window with a little speech may wait until its phrase ends: ``_judge``)."""
         if self.shifter is None:
-            return [self._classify(window) for window in self.frontend.feed(samples)]
+            return self._judge(self.frontend.feed(samples))
         self._tail.feed(samples)
         self._waiting.extend(self.frontend.feed(samples))
-        updates = self._classify_waiting(finishing=False)
+        updates = self._judge(self._pop_waiting(finishing=False))
         # Keep what the next windows' copies (and any window still waiting) are cut from.
         keep_from = self._tail.end - self.shifter.context_samples
         if self._waiting:
@@ -147,23 +161,61 @@ class Engine:
         return updates
 
     def finish(self) -> list[Update]:
-        """The end of the stream: the updates of windows still waiting for audio (at most
-        the first, in a stream that ended within a quarter second of it)."""
-        return self._classify_waiting(finishing=True) if self.shifter is not None else []
+        """The end of the stream: the updates still held back. A stream shorter than one
+        window is classified as one window padded with room tone; a short phrase at the
+        end is judged on its most speech-like window."""
+        ready = self._pop_waiting(finishing=True) if self.shifter is not None else []
+        padded = self.frontend.pad_short_stream()
+        return self._judge([*ready, *([padded] if padded else [])], finishing=True)
 
-    def _classify_waiting(self, finishing: bool) -> list[Update]:
-        updates = []
+    def _pop_waiting(self, finishing: bool) -> list[Window]:
+        ready = []
         while self._waiting:
             start = round(self._waiting[0].start_s * SAMPLE_RATE)
             if not (finishing or self.shifter.ready(start, self._tail.end)):
                 break
-            updates.append(self._classify(self._waiting.popleft()))
+            ready.append(self._waiting.popleft())
+        return ready
+
+    def _judge(self, windows: list[Window], finishing: bool = False) -> list[Update]:
+        """Updates for ``windows`` in order. A window with enough speech is classified. A
+        window with some speech but too little waits while its phrase goes on, unless the
+        phrase already has (or gets) a window with enough; a phrase that never does is
+        classified on its most speech-like window, so a short utterance ("yes", a word on
+        a call) still gets an emotion. Only a window without speech never gets one."""
+        updates = []
+        for window in windows:
+            if window.speech_ratio >= self.min_speech_ratio:
+                updates += [self._classify(w, speech=False) for w in self._phrase]
+                self._phrase.clear()
+                self._phrase_covered = True
+                updates.append(self._classify(window, speech=True))
+            elif window.speech_ratio > 0 and not self._phrase_covered:
+                self._phrase.append(window)
+                if len(self._phrase) >= self.max_phrase_windows:
+                    updates += self._close_phrase()
+            else:
+                if window.speech_ratio == 0:
+                    updates += self._close_phrase()
+                    self._phrase_covered = False
+                updates.append(self._classify(window, speech=False))
+        if finishing:
+            updates += self._close_phrase()
         return updates
+
+    def _close_phrase(self) -> list[Update]:
+        phrase, self._phrase = self._phrase, []
+        if not phrase:
+            return []
+        best = max(phrase, key=lambda w: w.speech_ratio)
+        if best.speech_ratio * self.frontend.window_s < self.min_phrase_speech_s:
+            best = None  # a click or a breath: the VAD's hangover, little heard speech
+        return [self._classify(w, speech=w is best) for w in phrase]
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
         probs = self.classifier.predict(window.features)
-        if self.shifter is None:
+        if self.shifter is None or window.padded:
             return probs
         start = round(window.start_s * SAMPLE_RATE)
         reach = self.shifter.context_samples
@@ -172,9 +224,8 @@ class Engine:
         copies = self.shifter(self._tail.span(first, last), start - first)
         return np.mean([probs, *map(self.classifier.predict, copies)], axis=0, dtype=np.float32)
 
-    def _classify(self, window: Window) -> Update:
+    def _classify(self, window: Window, speech: bool) -> Update:
         t0 = time.perf_counter()
-        speech = window.speech_ratio >= self.min_speech_ratio
         raw = self._probabilities(window) if speech else None
         smoothed = self.smoother(raw)
         if smoothed is None:

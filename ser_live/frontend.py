@@ -26,6 +26,17 @@ class Window:
     speech_ratio: float  # fraction of the window's VAD frames that are speech
     level_db: float  # RMS level of the window, dBFS
     features: np.ndarray  # (n_frames, n_features), per-window normalised
+    padded: bool = False  # a stream shorter than a window, centred in room tone
+
+
+#: Level of the room tone a short stream is padded with: faint white noise, as from any
+#: microphone (training pads short clips with the same).
+ROOM_TONE_DBFS = -75.0
+
+
+def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of faint white noise, the floor of any microphone."""
+    return rng.standard_normal(n).astype(np.float32) * np.float32(10 ** (ROOM_TONE_DBFS / 20))
 
 
 class FrontEnd:
@@ -60,6 +71,7 @@ class FrontEnd:
         self._vad = np.zeros(0, dtype=bool)
         self._vad_start = 0  # absolute VAD-frame index of self._vad[0]
         self.speech_frames = 0  # VAD frames marked speech since reset
+        self._padded = False  # pad_short_stream has given its window
 
     @property
     def window_s(self) -> float:
@@ -88,6 +100,35 @@ class FrontEnd:
             self._next_start += self.hop_samples
             self._trim()
         return windows
+
+    def pad_short_stream(self) -> Window | None:
+        """For a stream that ended before its first window: one window with the whole
+        stream in its middle and room tone around it (None for an empty or longer stream).
+
+        Training pads its short clips the same way, so a 0.4 s word is a window the model
+        knows. The window's times are the stream's own span.
+        """
+        if self._next_start > 0 or self.total_samples == 0 or self._padded:
+            return None
+        self._padded = True
+        audio = self._audio[: self.total_samples]
+        rng = np.random.default_rng(len(audio))  # the same padding for the same stream
+        padded = room_tone(self.window_samples, rng)
+        lead = (self.window_samples - len(audio)) // 2
+        padded[lead : lead + len(audio)] += audio
+        vad = VoiceActivityDetector(
+            self.vad.aggressiveness, self.vad.hangover_frames, self.vad.min_level_db
+        )
+        speech_ratio = float(vad.process(padded).mean())
+        power = float(np.mean(audio.astype(np.float64) ** 2))
+        return Window(
+            0.0,
+            len(audio) / SAMPLE_RATE,
+            speech_ratio,
+            10.0 * np.log10(max(power, 1e-10)),
+            normalise_window(frame_features(padded, self.settings), self.settings),
+            padded=True,
+        )
 
     def _make_window(self, start: int) -> Window:
         s = self.settings

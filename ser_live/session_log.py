@@ -18,6 +18,22 @@ from typing import IO
 from ser_live.engine import Update
 from ser_live.errors import SerLiveError
 
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """The cell as text, with a quote before a formula-like start (a marker note
+    ``=HYPERLINK(…)``, a file named ``@cmd.wav``), so a spreadsheet shows the text instead
+    of running it. Numbers, negative ones too, are left as they are."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_STARTS):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
 
 def fmt(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:.{digits}f}"
@@ -66,7 +82,7 @@ class SessionLog:
         with self._lock:
             if self._file is None:
                 return
-            self._writer.writerow(row)
+            self._writer.writerow(map(safe_cell, row))
             self._file.flush()
             os.fsync(self._file.fileno())
 
@@ -131,7 +147,7 @@ class TableWriter:
         self.write(header)
 
     def write(self, row: list) -> None:
-        self._writer.writerow(row)
+        self._writer.writerow(map(safe_cell, row))
         self._file.flush()
 
     def close(self) -> None:

@@ -134,10 +134,10 @@ def truncated_flac(path: Path, samples: np.ndarray, keep: float = 2 / 3) -> Path
     return path
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """Run the installed command line as a user would."""
     exe = shutil.which("ser-live", path=str(Path(sys.executable).parent)) or "ser-live"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess) -> None:

@@ -79,3 +79,46 @@ def test_window_and_hop_come_from_the_sidecar(classifier):
     engine = Engine(classifier)
     assert engine.window_s == classifier.spec.window_s
     assert engine.hop_s == classifier.spec.hop_s
+
+
+def speech_part(speech: np.ndarray, seconds: float) -> np.ndarray:
+    """The loudest ``seconds`` of the clip."""
+    n = round(seconds * 16000)
+    start = int(np.argmax(np.convolve(speech.astype(np.float64) ** 2, np.ones(n), "valid")))
+    return speech[start : start + n]
+
+
+@pytest.mark.parametrize("seconds", [0.4, 1.0, 1.9])
+def test_a_clip_shorter_than_a_window_gets_an_emotion(engine, speech, seconds):
+    clip = speech_part(speech, seconds)
+    assert engine.feed(clip) == []
+    (update,) = engine.finish()
+    assert update.speech and update.emotion in EMOTIONS
+    assert abs(float(update.raw_probabilities.sum()) - 1) < 1e-3
+    assert (update.start_s, update.end_s) == (0.0, pytest.approx(seconds))
+    assert engine.finish() == []  # said once
+    engine.reset()
+    engine.feed(clip)
+    assert signature(engine.finish()) == signature([update])  # the same padding every time
+
+
+@pytest.mark.parametrize("seconds", [0.4, 1.9])
+def test_a_short_clip_without_speech_gets_none(engine, seconds):
+    rng = np.random.default_rng(2)
+    hum = (rng.standard_normal(round(seconds * 16000)) * 10 ** (-50 / 20)).astype(np.float32)
+    hum += 0.2  # a DC offset is not speech either
+    engine.feed(hum)
+    (update,) = engine.finish()
+    assert not update.speech and update.emotion is None
+
+
+def test_a_short_phrase_in_a_long_stream_gets_one_emotion(engine, speech):
+    word = speech_part(speech, 0.5)
+    rng = np.random.default_rng(3)
+    stream = (rng.standard_normal(16000 * 8) * 10 ** (-70 / 20)).astype(np.float32)
+    stream[3 * 16000 + 1234 : 3 * 16000 + 1234 + len(word)] += word
+    updates = feed_in_chunks(engine, stream, 320) + engine.finish()
+    assert [u.start_s for u in updates] == [0.5 * i for i in range(13)]  # each window once
+    (said,) = [u for u in updates if u.speech]
+    assert said.emotion in EMOTIONS and said.start_s < 3.1 < 3.6 < said.end_s
+    assert all(u.speech_ratio == 0 for u in updates if not (u.start_s < 3.6 and u.end_s > 3.0))

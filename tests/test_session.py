@@ -56,3 +56,16 @@ def test_a_failing_source_is_reported_not_lost(classifier, tmp_path, speech):
     assert sum(r["kind"] == "window" for r in rows) >= 10  # 8 s analysed before the break
     assert "truncated or corrupt audio" in str(session.error)
     assert rows[-1]["kind"] == "event" and rows[-1]["note"].startswith("error:")
+
+
+def test_formula_like_notes_and_sources_are_neutralised(classifier, tmp_path):
+    log = SessionLog(tmp_path / "s.csv", list(classifier.spec.labels), "@device")
+    notes = ['=HYPERLINK("http://x","click")', "+A1", "-2+3", "@SUM(A1)", "\tx", "\rx", "ok"]
+    for note in notes:
+        log.write_note("marker", note, 1.5, time.time())
+    log.write_note("marker", "-12.5", -3.0, time.time())  # a number stays a number
+    log.close()
+    rows = read_log(tmp_path / "s.csv")
+    assert [r["note"] for r in rows] == ["'" + n for n in notes[:-1]] + ["ok", "-12.5"]
+    assert {r["source"] for r in rows} == {"'@device"}
+    assert rows[-1]["start_s"] == "-3.00"

@@ -101,13 +101,13 @@ def probabilities(engine: Engine, samples: np.ndarray, chunk: int) -> list:
 
 @pytest.mark.parametrize("chunk", [1000, 7919, 10**9])
 def test_engine_averages_the_copies_whatever_the_chunk_size(shifted_model, speech, chunk):
-    reference = probabilities(Engine(shifted_model), speech, 8000)
-    assert probabilities(Engine(shifted_model), speech, chunk) == reference
+    reference = probabilities(Engine(shifted_model, voice_shifts=True), speech, 8000)
+    assert probabilities(Engine(shifted_model, voice_shifts=True), speech, chunk) == reference
 
 
 def test_engine_average_is_the_windows_and_its_copies(shifted_model, speech):
     plain = Engine(shifted_model, voice_shifts=False)
-    shifted = Engine(shifted_model)
+    shifted = Engine(shifted_model, voice_shifts=True)
     assert shifted.shifter is not None and plain.shifter is None
     classify, shifter = shifted_model.predict, shifted.shifter
     windows = Engine(shifted_model, voice_shifts=False).frontend.feed(speech)
@@ -130,7 +130,7 @@ def test_engine_average_is_the_windows_and_its_copies(shifted_model, speech):
 
 
 def test_the_first_window_waits_for_its_copies_and_finish_flushes_it(shifted_model, speech):
-    engine = Engine(shifted_model)
+    engine = Engine(shifted_model, voice_shifts=True)
     assert engine.feed(speech[:WINDOW]) == []  # complete, but its copies need more audio
     assert len(engine.feed(speech[WINDOW : engine.shifter.context_samples])) == 1
     # A stream that ends 0.1 s after its first window: finish() gives it, with no copies.

@@ -15,25 +15,17 @@ from tqdm import tqdm
 from ser_live import SAMPLE_RATE
 from ser_live.audio_io import load_audio
 from ser_live.features import DEFAULT_SETTINGS
-from ser_live.frontend import FrontEnd, Window
+from ser_live.frontend import FrontEnd, Window, room_tone
 from ser_live.vad import VoiceActivityDetector
 from training.augment import Augmenter
 from training.config import TrainConfig
 from training.corpora import Utterance
-
-NOISE_FLOOR_DBFS = -75.0
-
 
 def make_frontend(cfg: TrainConfig) -> FrontEnd:
     vad = VoiceActivityDetector(
         cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db
     )
     return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad)
-
-
-def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` samples of faint white noise, the floor of any microphone."""
-    return rng.standard_normal(n).astype(np.float32) * 10 ** (NOISE_FLOOR_DBFS / 20)
 
 
 def place_in_room_tone(
