@@ -1,9 +1,11 @@
 """Engine benchmark: speed, latency, start-up and memory. ``make bench`` prints the figures.
 
-1. analyze's real-time factor over at least 10 minutes of speech (start-up excluded), with
-   the model's voice shifts and without (`--no-voice-shifts`), and their ratio;
+1. analyze's real-time factor over 10 minutes of speech in 20 files, one worker per core
+   as ``ser-live analyze`` runs them: the whole command (interpreter start included), and
+   the workers alone; then the opt-in voice shifts (``--voice-shifts``), in one process;
 2. per-update processing time in live mode (20 ms blocks, as from a microphone), both ways;
-3. time from process start to the first prediction, in a fresh process (warm numba cache);
+3. time from process start to the first prediction, in a fresh process (nothing to
+   compile: the runtime has no numba);
 4. resident memory over a simulated one-hour live session, session log included;
 5. one inference of the int8 model on one core.
 """
@@ -22,7 +24,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
-from ser_live.analysis import analyze_file
+from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
 from ser_live.engine import Engine
 from ser_live.model import load_model
 from ser_live.session_log import SessionLog
@@ -66,32 +68,52 @@ def main() -> None:
         f"int8={classifier.quantized}"
     )
 
-    # 1. Real-time factor of analyze, with the model's voice shifts and without.
+    # 1. Real-time factor of analyze over 20 files, both cores, and with the voice shifts.
     audio = speech_stream(620)
     duration = len(audio) / 16000
-    plain_engine = Engine(classifier, voice_shifts=False)
-    elapsed = {}
+    shifted_engine = Engine(classifier, voice_shifts=True)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "speech.wav"
-        sf.write(path, audio, 16000, subtype="PCM_16")
-        for name, each in (("analyze", engine), ("analyze --no-voice-shifts", plain_engine)):
-            t0 = time.perf_counter()
-            result = analyze_file(path, each)
-            elapsed[name] = time.perf_counter() - t0
-            assert result.error is None, result.error
-            print(
-                f"{name}: {duration / 60:.1f} min of audio ({result.speech_s / 60:.1f} min "
-                f"speech) in {elapsed[name]:.2f} s = {duration / elapsed[name]:.0f}x faster "
-                f"than real time ({len(result.updates)} windows)"
-            )
-    copies = len(engine.shifter.semitones) if engine.shifter else 0
-    print(
-        f"the voice shifts ({copies} copies of each speech window) take "
-        f"{elapsed['analyze'] / elapsed['analyze --no-voice-shifts']:.1f}x the time"
-    )
+        folder = Path(tmp) / "calls"
+        folder.mkdir()
+        per_file = len(audio) // 20
+        for i in range(20):
+            part = audio[i * per_file : (i + 1) * per_file]
+            sf.write(folder / f"call{i:02d}.wav", part, 16000, subtype="PCM_16")
+        exe = Path(sys.executable).parent / "ser-live"
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(exe), "analyze", str(folder), "--summary", str(Path(tmp) / "s.csv")],
+            check=True,
+            capture_output=True,
+        )
+        command_s = time.perf_counter() - t0
+        tasks = [Task(p) for p in sorted(folder.iterdir())]
+        t0 = time.perf_counter()
+        results = list(analyze_many(tasks, EngineOptions(), jobs=default_jobs()))
+        pool_s = time.perf_counter() - t0
+        assert all(r.error is None for r in results)
+        speech_s = sum(r.speech_s for r in results)
+        print(
+            f"analyze: {duration / 60:.1f} min of audio ({speech_s / 60:.1f} min speech) in 20 "
+            f"files, {default_jobs()} workers: whole command {command_s:.2f} s = "
+            f"{duration / command_s:.0f}x real time; after start-up ({pool_s:.2f} s incl. "
+            f"worker start) = {duration / pool_s:.0f}x"
+        )
+        t0 = time.perf_counter()
+        one = analyze_file(tasks[0].path, engine)
+        one_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        shifted = analyze_file(tasks[0].path, shifted_engine)
+        shifted_s = time.perf_counter() - t0
+        assert one.error is None and shifted.error is None
+        print(
+            f"one core, one file of {one.duration_s:.0f} s: {one.duration_s / one_s:.0f}x real "
+            f"time; --voice-shifts: {one.duration_s / shifted_s:.0f}x ({shifted_s / one_s:.1f}x "
+            "the time)"
+        )
 
     # 2. Per-update latency in live mode (20 ms blocks, as from a microphone).
-    for name, each in (("live update", engine), ("live update, no voice shifts", plain_engine)):
+    for name, each in (("live update", engine), ("live update, --voice-shifts", shifted_engine)):
         times = live_update_ms(each, audio)
         p50, p99 = np.percentile(times, [50, 99])
         print(
@@ -116,7 +138,7 @@ def main() -> None:
         firsts.append((float(out.stdout.strip()), time.perf_counter() - t0))
     inside = [f[0] for f in firsts]
     print(
-        f"start to first prediction (fresh process, warm cache): {min(inside):.2f} s "
+        f"start to first prediction (fresh process): {min(inside):.2f} s "
         f"(runs: {', '.join(f'{x:.2f}' for x in inside)} s; interpreter start adds "
         f"{np.median([w - i for i, w in firsts]):.2f} s)"
     )

@@ -1,8 +1,16 @@
-"""Analysing recordings: each file replayed through the live path (``run_source``)."""
+"""Analysing recordings: each file replayed through the live path (``run_source``).
+
+A batch is spread over worker processes (``analyze_many``), one engine each; every file
+is analysed by one worker from start to end, so its results are the same as in one
+process, and they come back in the order the files were given.
+"""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +21,8 @@ from ser_live.engine import Engine, Update
 from ser_live.errors import AudioFileError, SerLiveError
 from ser_live.session import run_source
 from ser_live.sources import FileSource
+
+ANALYSIS_BLOCK_S = 10.0
 
 
 @dataclass
@@ -58,7 +68,8 @@ def analyze_file(
             on_update(update)
 
     try:
-        source = FileSource(path, channel=channel)
+        # Long blocks: the front end computes a block's frames in one go (see FrontEnd.feed).
+        source = FileSource(path, channel=channel, block_s=ANALYSIS_BLOCK_S)
         run_source(source, engine, collect)
         result.duration_s = engine.stream_s
         result.speech_s = engine.speech_s
@@ -78,3 +89,64 @@ def channel_count(path: str | Path) -> int:
         return sf.info(str(path)).channels
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         return 1  # the analysis itself reports why the file is unreadable
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What a worker process needs to build the same engine as the caller's."""
+
+    model: Path | None = None
+    smoothing: int = 3
+    vad_aggressiveness: int | None = None
+    voice_shifts: bool = False
+
+    def build(self) -> Engine:
+        from ser_live.model import load_model
+
+        return Engine(
+            load_model(self.model),
+            smoothing=self.smoothing,
+            vad_aggressiveness=self.vad_aggressiveness,
+            voice_shifts=self.voice_shifts,
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path
+    channel: int | None = None
+
+
+_worker_engine: list[Engine] = []
+
+
+def _start_worker(options: EngineOptions) -> None:
+    _worker_engine.append(options.build())
+
+
+def _run_task(task: Task) -> FileResult:
+    return analyze_file(task.path, _worker_engine[0], task.channel)
+
+
+def default_jobs() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def analyze_many(
+    tasks: list[Task], options: EngineOptions, jobs: int | None = None
+) -> Iterator[FileResult]:
+    """Results of ``tasks`` in their order, from ``jobs`` worker processes (default: one
+    per core; a single task or ``jobs=1`` runs here)."""
+    jobs = min(jobs or default_jobs(), len(tasks))
+    if jobs <= 1:
+        engine = options.build()
+        for task in tasks:
+            yield analyze_file(task.path, engine, task.channel)
+        return
+    # spawn, not fork: a forked copy of a process that holds an interpreter and threads
+    # can deadlock; each worker loads the model itself (about half a second).
+    context = mp.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(options,)
+    ) as pool:
+        yield from pool.map(_run_task, tasks)

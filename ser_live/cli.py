@@ -91,22 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="mix: down-mix (default); split: each channel on its own",
     )
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    analyze.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="analyse N files at a time, one process each (default: one per core)",
+    )
     _add_model_options(analyze)
     return parser
 
 
-def _engine(args):
-    from ser_live.engine import Engine
-    from ser_live.model import load_model
+def _engine_options(args):
+    from ser_live.analysis import EngineOptions
 
     if args.smoothing < 1:
         raise SerLiveError("--smoothing must be at least 1")
-    return Engine(
-        load_model(args.model),
-        smoothing=args.smoothing,
-        vad_aggressiveness=args.vad,
-        voice_shifts=args.voice_shifts,
-    )
+    return EngineOptions(args.model, args.smoothing, args.vad, args.voice_shifts)
+
+
+def _engine(args):
+    return _engine_options(args).build()
 
 
 def cmd_devices(args) -> int:
@@ -182,11 +186,13 @@ def cmd_listen(args) -> int:
 def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
-    from ser_live.analysis import analyze_file, channel_count, find_audio_files
+    from ser_live.analysis import Task, analyze_many, channel_count, find_audio_files
     from ser_live.session_log import TableWriter, fmt, probability_cells
 
-    engine = _engine(args)
-    labels = engine.labels
+    if args.jobs is not None and args.jobs < 1:
+        raise SerLiveError("--jobs must be at least 1")
+    options = _engine_options(args)
+    labels = options.build().labels  # checks the model here, before any worker starts
     p_cols = [f"p_{label}" for label in labels]
     split = args.channels == "split"
     chan_col = ["channel"] if split else []
@@ -213,59 +219,63 @@ def cmd_analyze(args) -> int:
     files = list(find_audio_files(args.paths))
     if not files:
         raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
+    tasks = [
+        Task(path, channel)
+        for path in files
+        for channel in (range(channel_count(path)) if split else [None])
+    ]
     failed = analysed = 0
     progress = tqdm(
-        files, unit="file", disable=args.no_progress or len(files) < 2, file=sys.stderr, leave=False
+        analyze_many(tasks, options, args.jobs),
+        total=len(tasks),
+        unit="file",
+        disable=args.no_progress or len(tasks) < 2,
+        file=sys.stderr,
+        leave=False,
     )
-    for path in progress:
-        progress.set_postfix_str(path.name[-30:])
-        channels = list(range(channel_count(path))) if split else [None]
-        for channel in channels:
-            ch = [str(channel + 1)] if split else []
-
-            def row(update, path=path, ch=ch) -> None:
-                if timeline:
-                    timeline.write(
-                        [
-                            str(path),
-                            *ch,
-                            f"{update.start_s:.2f}",
-                            f"{update.end_s:.2f}",
-                            int(update.speech),
-                            update.emotion or "",
-                            fmt(update.confidence),
-                            *probability_cells(update, len(labels)),
-                        ]
-                    )
-
-            result = analyze_file(path, engine, channel, on_update=row)
-            if result.error:
-                failed += 1
-                progress.write(f"{PROG}: error: {result.error}", file=sys.stderr)
-            else:
-                analysed += 1
-            mean = result.speech_probabilities
-            best = None if mean is None else int(mean.argmax())
-            if summary:
-                summary.write(
+    for result in progress:
+        path, channel = result.path, result.channel
+        ch = [str(channel + 1)] if split else []
+        if timeline:
+            for update in result.updates:
+                timeline.write(
                     [
-                        str(path),
+                        path,
                         *ch,
-                        f"{result.duration_s:.2f}",
-                        f"{result.speech_s:.2f}",
-                        "" if best is None else labels[best],
-                        "" if best is None else f"{mean[best]:.4f}",
-                        *(["" for _ in labels] if mean is None else [f"{p:.4f}" for p in mean]),
-                        result.error or "",
+                        f"{update.start_s:.2f}",
+                        f"{update.end_s:.2f}",
+                        int(update.speech),
+                        update.emotion or "",
+                        fmt(update.confidence),
+                        *probability_cells(update, len(labels)),
                     ]
                 )
-            if not result.error and not (timeline or summary):
-                name = f"{path}" + (f" [channel {channel + 1}]" if split else "")
-                verdict = "no speech" if best is None else f"{labels[best]} {mean[best]:.2f}"
-                progress.write(
-                    f"{name}: {verdict} ({result.speech_s:.1f} s speech of "
-                    f"{result.duration_s:.1f} s)"
-                )
+        if result.error:
+            failed += 1
+            progress.write(f"{PROG}: error: {result.error}", file=sys.stderr)
+        else:
+            analysed += 1
+        mean = result.speech_probabilities
+        best = None if mean is None else int(mean.argmax())
+        if summary:
+            summary.write(
+                [
+                    path,
+                    *ch,
+                    f"{result.duration_s:.2f}",
+                    f"{result.speech_s:.2f}",
+                    "" if best is None else labels[best],
+                    "" if best is None else f"{mean[best]:.4f}",
+                    *(["" for _ in labels] if mean is None else [f"{p:.4f}" for p in mean]),
+                    result.error or "",
+                ]
+            )
+        if not result.error and not (timeline or summary):
+            name = f"{path}" + (f" [channel {channel + 1}]" if split else "")
+            verdict = "no speech" if best is None else f"{labels[best]} {mean[best]:.2f}"
+            progress.write(
+                f"{name}: {verdict} ({result.speech_s:.1f} s speech of {result.duration_s:.1f} s)"
+            )
     for writer in (timeline, summary):
         if writer:
             writer.close()

@@ -25,7 +25,9 @@ class Window:
     end_s: float
     speech_ratio: float  # fraction of the window's VAD frames that are speech
     level_db: float  # RMS level of the window, dBFS
-    features: np.ndarray  # (n_frames, n_features), per-window normalised
+    # (n_frames, n_features), per-window normalised; None for a window without speech
+    # unless the front end was asked for them (``silence_features``)
+    features: np.ndarray | None
     padded: bool = False  # a stream shorter than a window, centred in room tone
 
 
@@ -48,8 +50,12 @@ class FrontEnd:
         hop_s: float,
         settings: FeatureSettings = DEFAULT_SETTINGS,
         vad: VoiceActivityDetector | None = None,
+        silence_features: bool = False,
     ) -> None:
+        """``silence_features``: compute features for windows without speech too (the
+        engine never classifies them, so by default they are skipped)."""
         self.settings = settings
+        self.silence_features = silence_features
         self.window_samples = round(window_s * SAMPLE_RATE)
         self.hop_samples = round(hop_s * SAMPLE_RATE)
         if self.hop_samples % settings.hop_length:
@@ -94,12 +100,41 @@ class FrontEnd:
         self._vad = np.concatenate([self._vad, decisions])
         self._audio = np.concatenate([self._audio, samples])
         self.total_samples += len(samples)
-        windows = []
+        starts = []
         while self._next_start + self.window_samples <= self.total_samples:
-            windows.append(self._make_window(self._next_start))
+            starts.append(self._next_start)
             self._next_start += self.hop_samples
-            self._trim()
+        if not starts:
+            return []
+        ratios = [self._speech_ratio(start) for start in starts]
+        needed = [a for a, r in zip(starts, ratios, strict=True) if r > 0 or self.silence_features]
+        if needed:
+            # The frames of every window that needs them in one call: many frames at once
+            # cost far less per frame, and each frame's numbers do not depend on its company.
+            hop = self.settings.hop_length
+            self._compute_frames(needed[0] // hop, needed[-1] // hop + self.frames_per_window)
+        windows = [
+            self._make_window(start, ratio, start in needed)
+            for start, ratio in zip(starts, ratios, strict=True)
+        ]
+        self._trim()
         return windows
+
+    def _compute_frames(self, first_frame: int, end_frame: int) -> None:
+        """Have the frame cache hold absolute frames ``first_frame`` to ``end_frame``
+        (exclusive), computing only those it lacks."""
+        s = self.settings
+        have = self._frames_start + len(self._frames)
+        if have >= end_frame:
+            return
+        begin = max(have, first_frame)
+        lo = begin * s.hop_length - self._audio_start
+        hi = (end_frame - 1) * s.hop_length + s.frame_length - self._audio_start
+        new = frame_features(self._audio[lo:hi], s)
+        if have < begin:  # a gap: nothing before it is needed
+            self._frames, self._frames_start = new, begin
+        else:
+            self._frames = np.concatenate([self._frames, new])
 
     def pad_short_stream(self) -> Window | None:
         """For a stream that ended before its first window: one window with the whole
@@ -130,27 +165,19 @@ class FrontEnd:
             padded=True,
         )
 
-    def _make_window(self, start: int) -> Window:
+    def _speech_ratio(self, start: int) -> float:
+        """Fraction of the VAD frames wholly inside the window that are speech."""
+        v0 = -(-start // FRAME_SAMPLES) - self._vad_start
+        v1 = (start + self.window_samples) // FRAME_SAMPLES - self._vad_start
+        return float(self._vad[v0:v1].mean()) if v1 > v0 else 0.0
+
+    def _make_window(self, start: int, speech_ratio: float, with_features: bool) -> Window:
         s = self.settings
         end = start + self.window_samples
-        first_frame = start // s.hop_length
-        last_frame = first_frame + self.frames_per_window  # exclusive
-        have = self._frames_start + len(self._frames)
-        if have < last_frame:
-            begin = max(have, first_frame)
-            lo = begin * s.hop_length - self._audio_start
-            hi = (last_frame - 1) * s.hop_length + s.frame_length - self._audio_start
-            new = frame_features(self._audio[lo:hi], s)
-            if have < first_frame:  # a gap: nothing before this window is needed
-                self._frames, self._frames_start = new, first_frame
-            else:
-                self._frames = np.concatenate([self._frames, new])
-        i0 = first_frame - self._frames_start
-        feats = normalise_window(self._frames[i0 : i0 + self.frames_per_window], s)
-
-        v0 = -(-start // FRAME_SAMPLES) - self._vad_start  # VAD frames wholly inside
-        v1 = end // FRAME_SAMPLES - self._vad_start
-        speech_ratio = float(self._vad[v0:v1].mean()) if v1 > v0 else 0.0
+        feats = None
+        if with_features:
+            i0 = start // s.hop_length - self._frames_start
+            feats = normalise_window(self._frames[i0 : i0 + self.frames_per_window], s)
         chunk = self._audio[start - self._audio_start : end - self._audio_start]
         power = float(np.mean(chunk.astype(np.float64) ** 2))
         level_db = 10.0 * np.log10(max(power, 1e-10))

@@ -21,11 +21,12 @@ from training.augment import Augmenter
 from training.config import TrainConfig
 from training.corpora import Utterance
 
+
 def make_frontend(cfg: TrainConfig) -> FrontEnd:
     vad = VoiceActivityDetector(
         cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db
     )
-    return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad)
+    return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad, silence_features=True)
 
 
 def place_in_room_tone(
