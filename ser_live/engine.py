@@ -124,10 +124,8 @@ class Engine:
         return self.frontend.speech_s
 
     def warm_up(self) -> None:
-        """Pay one-off costs now (librosa's numba compile, the interpreter's first run).
-
-        Call it before opening a device, and off the UI thread: cold, it takes seconds.
-        """
+        """Pay one-off costs now (the filters, the interpreter's first run; well under a
+        second). Call it before opening a device, off the UI thread."""
         warm_up_features(self.frontend.settings)
         self.classifier.warm_up()
 
