@@ -39,7 +39,7 @@ def test_analyze_writes_timeline_and_summary(tmp_path):
     # Two TESS words are shorter than one window: analysed too, as one padded window.
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(summary)
-    assert len(rows) == 12  # folders are searched recursively, WAV and FLAC alike
+    assert len(rows) == 19  # folders are searched recursively, WAV, FLAC and Opus alike
     assert list(rows[0]) == [
         "file",
         "duration_s",

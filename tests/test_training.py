@@ -16,15 +16,22 @@ import pytest
 from ser_live import EMOTIONS
 from tests.conftest import CORPUS, ROOT
 from training.config import TrainConfig
-from training.corpora import find_utterances, parse_ravdess, parse_tess
+from training.corpora import CORPORA, find_utterances, parse
 from training.pipeline import ravdess_folds
 
 
-def test_loaders_read_both_corpora_in_wav_and_flac():
+def test_loaders_read_every_corpus_in_wav_flac_and_opus():
     utts = find_utterances([CORPUS])
-    assert len(utts) == 12
-    assert {u.corpus for u in utts} == {"ravdess", "tess"}
-    assert {Path(u.path).suffix for u in utts} == {".flac", ".wav"}
+    assert len(utts) == 19
+    assert {u.corpus for u in utts} == set(CORPORA)
+    assert {Path(u.path).suffix for u in utts} == {".flac", ".wav", ".opus"}
+    by_name = {Path(u.path).stem: u for u in utts}
+    assert (by_name["EB0_anger_1"].emotion, by_name["EB0_anger_1"].speaker) == ("angry", "nemo-EB0")
+    assert by_name["WR0_sadness_1"].emotion == "sad"
+    assert (by_name["neo00001"].emotion, by_name["neo00201"].emotion) == ("neutral", "angry")
+    assert by_name["neo00201"].speaker == "korean-neo"
+    calm = next(u for u in utts if u.corpus == "emospeech" and u.source_label == "calm")
+    assert calm.emotion == "neutral" and calm.speaker == "emospeech-d14a028c"
     angry = next(u for u in utts if u.path.endswith("03-01-05-02-01-01-01.flac"))
     assert (angry.emotion, angry.speaker, angry.gender, angry.intensity) == (
         "angry",
@@ -44,19 +51,44 @@ def test_loaders_read_both_corpora_in_wav_and_flac():
         ("YAF_chair_ps.wav", "surprised", "tess-YAF"),  # pleasant surprise
         ("OAF_Fear/OAF_back_fear.wav", "fearful", "tess-OAF"),
         ("OAF_neutral/OA_bite_neutral.wav", "neutral", "tess-OAF"),  # the corpus's typo
+        ("samples/SB0_surprised_12.wav", "surprised", "nemo-SB0"),
+        ("samples/MK0_fear_3.flac", "fearful", "nemo-MK0"),
+        ("Emotional/plain-to-emotional/emb/wav/emb00150.wav", "happy", "korean-emb"),
+        ("Emotional/emotional-to-emotional/nea/wav/nea00400.wav", "sad", "korean-nea"),
+        (
+            "Roads/help-street-fearful-20190710134644-" + "ab" * 28 + ".wav",
+            "fearful",
+            "emospeech-abababab",
+        ),
+        (
+            "Misc/unknown-safe-calm-1561964985.0197-" + "0f" * 28 + ".wav",
+            "neutral",
+            "emospeech-0f0f0f0f",
+        ),
+        ("webservice/no-safe-happy-??-" + "12" * 28 + ".wav", "happy", "emospeech-12121212"),
     ],
 )
 def test_label_mapping(name, emotion, speaker):
-    utt = parse_ravdess(Path(name)) or parse_tess(Path(name))
+    utt = parse(Path(name))
     assert utt is not None and utt.emotion == emotion and utt.speaker == speaker
 
 
 @pytest.mark.parametrize(
     "name",
-    ["02-01-05-01-01-01-01.wav", "03-02-05-01-01-01-01.wav", "readme.wav", "XYZ_word_angry.wav"],
+    [
+        "02-01-05-01-01-01-01.wav",
+        "03-02-05-01-01-01-01.wav",
+        "readme.wav",
+        "XYZ_word_angry.wav",
+        "samples/EB0_disgust_1.wav",  # nEMO has no disgust
+        "Emotional/x/neo/wav/neo00401.wav",  # beyond the Korean sample's four ranges
+        "neo/neo00001.wav",  # not in a wav/ folder of its speaker
+        "House/bacho-safe-None-20190712144030-" + "ab" * 28 + ".wav",  # no emotion
+        "House/background-safe-calm-2019-x.wav",
+    ],
 )
 def test_other_files_are_ignored(name):
-    assert parse_ravdess(Path(name)) is None and parse_tess(Path(name)) is None
+    assert parse(Path(name)) is None
 
 
 def test_folds_hold_out_whole_actors_balanced_by_gender():
@@ -431,3 +463,59 @@ def test_an_average_with_a_conv2d_member_survives_saving_and_int8_export(tmp_pat
     int8_probs = tflite_predict(to_int8_tflite(both, x[:32]), x)
     assert int8_probs.shape == float_probs.shape
     assert np.abs(int8_probs - float_probs).max() < 0.05
+
+
+@pytest.mark.slow
+def test_leave_one_corpus_out_on_fixtures(tmp_path):
+    """Each corpus held out in turn, scored by the engine on its files, and a baseline."""
+    run_dir = tmp_path / "loco"
+    baseline = ROOT / "models" / "ser_cnn_int8.tflite"
+    proc = python_m(
+        "training.loco",
+        CORPUS,
+        "--run-dir",
+        run_dir,
+        "--epochs",
+        2,
+        "--augment",
+        1,
+        "--members",
+        1,
+        "--baseline",
+        baseline,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((run_dir / "loco.json").read_text())
+    assert report["corpora"] == list(CORPORA)
+    expected_clips = {"ravdess": 8, "tess": 4, "nemo": 3, "korean": 2, "emospeech": 2}
+    for row in ("baseline", "loco"):
+        for corpus, entry in report[row].items():
+            assert entry["clips"] == expected_clips[corpus]
+            assert entry["chance"] == pytest.approx(1 / len(entry["labels"]))
+            assert 0 <= entry["uar"] <= 1
+            assert sum(map(sum, entry["confusion"])) + entry["no_verdict"] >= entry["clips"]
+    # The shipped model was trained on RAVDESS and TESS: those cells are marked as seen.
+    assert {c for c, e in report["baseline"].items() if e["seen"]} == {"ravdess", "tess"}
+    # Each held-out model is a working model with a sidecar, trained without its corpus.
+    from ser_live.model import load_model
+
+    for corpus in CORPORA:
+        spec = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite").spec
+        assert corpus not in spec.training["corpora"] and len(spec.training["corpora"]) == 4
+    rows = (run_dir / "predictions_loco.csv").read_text().splitlines()
+    assert len(rows) == 1 + sum(expected_clips.values())
+    assert "| korean | Korean | neutral, angry | 2 | 0.500 |" in (run_dir / "loco.md").read_text()
+
+
+def test_corpus_balanced_weights_give_each_emotion_and_corpus_its_share():
+    from training.loco import corpus_balanced_weights
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 3])
+    corpora = np.array(["a", "a", "a", "b", "a", "b", "b"])
+    w = corpus_balanced_weights(labels, corpora)
+    assert w.mean() == pytest.approx(1.0)
+    for label in (0, 1, 3):
+        assert w[labels == label].sum() == pytest.approx(len(labels) / 3)
+    assert w[(labels == 0) & (corpora == "a")].sum() == pytest.approx(
+        w[(labels == 0) & (corpora == "b")].sum()
+    )

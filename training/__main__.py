@@ -15,14 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training",
-        description="Train ser-live's emotion model on RAVDESS and TESS (WAV or FLAC, original "
-        "layouts), report speaker-independent scores and export the int8 model.",
+        description="Train ser-live's emotion model on RAVDESS, TESS, nEMO, the Korean sample "
+        "and Indian EmoSpeech (original layouts; WAV, FLAC or Opus), report speaker-independent "
+        "scores on held-out RAVDESS actors and export the int8 model. Leave-one-corpus-out: "
+        "python -m training.loco.",
     )
     parser.add_argument(
         "data",
         nargs="+",
         type=Path,
-        help="folders holding RAVDESS Actor_* folders and/or TESS speaker folders",
+        help="folders holding the corpora (RAVDESS Actor_* folders, TESS speaker folders, "
+        "nEMO samples/, the Korean Dataset/, EmoSpeech place folders), or their parent",
     )
     parser.add_argument(
         "--run-dir",

@@ -1,7 +1,10 @@
-"""Loaders for RAVDESS and TESS in their original layouts, as WAV or FLAC.
+"""Loaders for five emotional-speech corpora in their original layouts.
 
-Labels, speakers, gender and intensity come from the file names, never from folder names
-(TESS folders are inconsistently named in the common download).
+RAVDESS and TESS (English), nEMO (Polish), the Korean emotiontts sample and Indian
+EmoSpeech command words, as downloaded (WAV) or converted (FLAC, Opus, Ogg); file names
+are the originals with another suffix. Labels, speakers, gender and intensity come from
+file names and the folders the originals define, never from folder names a download may
+spell differently (TESS's are inconsistent). A corpus's missing labels are simply absent.
 """
 
 from __future__ import annotations
@@ -14,7 +17,16 @@ from pathlib import Path
 
 from ser_live import EMOTIONS
 
-AUDIO_SUFFIXES = (".wav", ".flac")
+AUDIO_SUFFIXES = (".wav", ".flac", ".opus", ".ogg")
+#: Every corpus a loader knows, in the order reports list them.
+CORPORA = ("ravdess", "tess", "nemo", "korean", "emospeech")
+LANGUAGES = {
+    "ravdess": "English (N. American)",
+    "tess": "English (Canadian)",
+    "nemo": "Polish",
+    "korean": "Korean",
+    "emospeech": "Hindi/English (India)",
+}
 
 RAVDESS_EMOTIONS = {
     "01": "neutral",
@@ -35,6 +47,19 @@ TESS_EMOTIONS = {
     "disgust": "disgust",
     "ps": "surprised",
 }
+NEMO_EMOTIONS = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "sadness": "sad",
+    "anger": "angry",
+    "fear": "fearful",
+    "surprised": "surprised",
+}
+#: The Korean sample's clip numbers: 1-100 neutral, 101-200 happy, 201-300 angry, 301-400 sad.
+KOREAN_RANGES = ((100, "neutral"), (200, "happy"), (300, "angry"), (400, "sad"))
+EMOSPEECH_EMOTIONS = {"calm": "neutral", "angry": "angry", "fearful": "fearful", "happy": "happy"}
+_NEMO_NAME = re.compile(r"^([A-Z]{2}\d)_([a-z]+)_(\d+)$")
+_KOREAN_NAME = re.compile(r"^([a-z]{3})(\d{5})$")
 _RAVDESS_NAME = re.compile(r"^03-01-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 _TESS_SPEAKER = {"OAF": "OAF", "OA": "OAF", "YAF": "YAF"}  # "OA_bite_neutral" is a typo in TESS
 
@@ -42,9 +67,9 @@ _TESS_SPEAKER = {"OAF": "OAF", "OA": "OAF", "YAF": "YAF"}  # "OA_bite_neutral" i
 @dataclass(frozen=True)
 class Utterance:
     path: str
-    corpus: str  # "ravdess" or "tess"
-    speaker: str  # "ravdess-01" ... "ravdess-24", "tess-OAF", "tess-YAF"
-    gender: str  # "female" or "male"
+    corpus: str  # one of CORPORA
+    speaker: str  # "ravdess-01", "tess-OAF", "nemo-EB0", "korean-neo", "emospeech-d14a028c"
+    gender: str  # "female", "male", or "" where the corpus does not say
     emotion: str  # one of EMOTIONS
     intensity: str  # "normal", "strong", or "" where the corpus has none
     source_label: str  # the corpus's own label ("calm", "ps", ...)
@@ -98,15 +123,82 @@ def parse_tess(path: Path) -> Utterance | None:
     )
 
 
+def parse_nemo(path: Path) -> Utterance | None:
+    """An utterance from an nEMO file name ``<SPK>_<emotion>_<n>`` (``samples/`` folder)."""
+    match = _NEMO_NAME.match(path.stem)
+    if not match or match.group(2) not in NEMO_EMOTIONS:
+        return None
+    speaker, label, _n = match.groups()
+    return Utterance(
+        path=str(path),
+        corpus="nemo",
+        speaker=f"nemo-{speaker}",
+        gender="",
+        emotion=NEMO_EMOTIONS[label],
+        intensity="",
+        source_label=label,
+    )
+
+
+def parse_korean(path: Path) -> Utterance | None:
+    """An utterance of the Korean sample: ``<set>/<SPK>/wav/<SPK><NNNNN>``, labelled by the
+    clip number's range."""
+    match = _KOREAN_NAME.match(path.stem)
+    if not match or path.parent.name != "wav" or path.parent.parent.name != match.group(1):
+        return None
+    speaker, number = match.group(1), int(match.group(2))
+    emotion = next((e for top, e in KOREAN_RANGES if 1 <= number <= top), None)
+    if emotion is None:
+        return None
+    return Utterance(
+        path=str(path),
+        corpus="korean",
+        speaker=f"korean-{speaker}",
+        gender="",
+        emotion=emotion,
+        intensity="",
+        source_label=f"{number:05d}",
+    )
+
+
+def parse_emospeech(path: Path) -> Utterance | None:
+    """An Indian EmoSpeech clip ``<keyword>-<environment>-<emotion>-<timestamp>-<speaker>``
+    (the timestamp may be ``??`` or have a fraction; the speaker is a 56-digit hash)."""
+    parts = path.stem.split("-")
+    if (
+        len(parts) != 5
+        or parts[2] not in EMOSPEECH_EMOTIONS
+        or not re.fullmatch(r"[0-9a-f]{56}", parts[4])
+    ):
+        return None
+    return Utterance(
+        path=str(path),
+        corpus="emospeech",
+        speaker=f"emospeech-{parts[4][:8]}",
+        gender="",
+        emotion=EMOSPEECH_EMOTIONS[parts[2]],
+        intensity="",
+        source_label=parts[2],
+    )
+
+
+PARSERS = (parse_ravdess, parse_tess, parse_nemo, parse_korean, parse_emospeech)
+
+
+def parse(path: Path) -> Utterance | None:
+    """The utterance a file is in any known corpus, or None."""
+    return next((u for u in map(lambda f: f(path), PARSERS) if u is not None), None)
+
+
 def find_utterances(roots: Iterable[Path]) -> list[Utterance]:
-    """Every RAVDESS and TESS utterance below ``roots`` (each a corpus folder or a parent)."""
+    """Every utterance of a known corpus below ``roots`` (each a corpus folder or a parent)."""
     found: dict[str, Utterance] = {}
     for root in roots:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"corpus folder not found: {root}")
         for path in _audio_files(root):
-            utt = parse_ravdess(path) or parse_tess(path)
+            utt = parse(path)
             if utt is not None:
                 found.setdefault(utt.path, utt)
     return sorted(found.values(), key=lambda u: u.path)

@@ -53,6 +53,8 @@ class FitJob:
     val: np.ndarray | None = None  # indices of the early-stopping windows
     y_val: np.ndarray | None = None
     epochs: int | None = None  # a fixed schedule (no validation)
+    # Per training window; None: class-balanced (each emotion the same total weight).
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def fit(job: FitJob) -> FitResult:
         job.epochs,
         name=job.name,
         feature_std=job.standardiser.std,
+        weights=job.weights,
     )
     return FitResult(job, history, best)
 

@@ -42,6 +42,7 @@ def train_neural(
     epochs: int | None = None,
     name: str = "",
     feature_std: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ):
     """Train one neural model; with validation data, keep the best epoch.
 
@@ -92,7 +93,7 @@ def train_neural(
             )
         )
     history = model.fit(
-        training_batches(x_train, y_train, cfg),
+        training_batches(x_train, y_train, cfg, weights),
         validation_data=validation,
         epochs=epochs or cfg.epochs,
         callbacks=callbacks,
@@ -141,7 +142,9 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
+def training_batches(
+    x: np.ndarray, y: np.ndarray, cfg: TrainConfig, weights: np.ndarray | None = None
+):
     """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
 
     Masks: each window loses up to two time spans of up to 20 frames and one band of up to
@@ -151,7 +154,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, cfg: TrainConfig):
     """
     import keras
 
-    class_weights = _class_weights(y)
+    class_weights = _class_weights(y) if weights is None else np.asarray(weights, np.float32)
     batch_size = cfg.batch_size
 
     class _Batches(keras.utils.PyDataset):

@@ -432,6 +432,24 @@ def run(
     return report
 
 
+#: The licence of each corpus; a model trained on them inherits the non-commercial terms.
+CORPUS_LICENCES = {
+    "ravdess": "RAVDESS, CC BY-NC-SA 4.0",
+    "tess": "TESS, CC BY-NC-ND 4.0",
+    "nemo": "nEMO, CC BY-NC-SA 4.0",
+    "korean": "emotiontts open db sample, CC BY-NC-SA (research only)",
+    "emospeech": "Indian EmoSpeech, CC BY-NC-SA 4.0",
+}
+
+
+def training_licence(corpora: list[str]) -> str:
+    return (
+        "CC BY-NC-SA 4.0, non-commercial use only (trained on "
+        + "; ".join(CORPUS_LICENCES[c] for c in corpora)
+        + ")"
+    )
+
+
 def model_spec(
     cfg: TrainConfig,
     standardiser: Standardiser,
@@ -468,7 +486,7 @@ def model_spec(
             "config": asdict(cfg),
         },
         metrics=summary,
-        licence="CC BY-NC-SA 4.0 (trained on RAVDESS, CC BY-NC-SA 4.0, and TESS, CC BY-NC-ND 4.0)",
+        licence=training_licence(sorted({u.corpus for u in utterances})),
     )
 
 

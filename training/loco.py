@@ -1,0 +1,420 @@
+"""Leave-one-corpus-out: how the model does on a corpus, language and microphone it never heard.
+
+For each corpus: train on the others, export the int8 model with its sidecar, and score
+every clip of the held-out corpus exactly as ``ser-live analyze --summary`` does (the
+engine on the file: the mean of its speech windows' probabilities, short clips padded).
+The score is closed-set over the labels the corpus has (the argmax among them) and every
+clip counts: a clip the analysis refuses or finds no speech in counts as wrong. The
+headline is the mean unweighted average recall (UAR) over the corpora.
+
+``--baseline MODEL`` scores an existing model the same way on every corpus (the corpora
+it was trained on are marked: those are not held out). ``--install`` also trains the
+shipped model on every corpus, for the median of the held-out fits' best epochs.
+
+    python -m training.loco ../shared/datasets --baseline models/ser_cnn_int8.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ser_live import EMOTIONS
+from ser_live.features import Standardiser
+from training.config import TrainConfig
+from training.corpora import CORPORA, LANGUAGES, Utterance, find_utterances, write_manifest
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_NAME = "ser_cnn_int8.tflite"
+#: Speakers per training corpus kept out of a fit for early stopping.
+VALIDATION_SPEAKERS = {"ravdess": 2, "nemo": 1, "korean": 2}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def corpus_balanced_weights(labels: np.ndarray, corpora: np.ndarray) -> np.ndarray:
+    """A weight per window: every emotion the same total weight, and within an emotion
+    every corpus that has it the same share (mean weight 1). Without it nEMO, with five
+    times Korean's clips, would set what "angry" sounds like."""
+    weights = np.zeros(len(labels), dtype=np.float64)
+    classes = np.unique(labels)
+    for label in classes:
+        of_label = labels == label
+        sources = np.unique(corpora[of_label])
+        for source in sources:
+            cell = of_label & (corpora == source)
+            weights[cell] = 1.0 / (len(classes) * len(sources) * cell.sum())
+    return (weights * len(labels)).astype(np.float32)
+
+
+def validation_speakers(utterances: list[Utterance], held_out: str) -> set[str]:
+    """Speakers of the training side kept for early stopping (none of ``held_out``)."""
+    out: set[str] = set()
+    for corpus, n in VALIDATION_SPEAKERS.items():
+        if corpus == held_out:
+            continue
+        speakers = sorted({u.speaker for u in utterances if u.corpus == corpus})
+        if len(speakers) > 2 * n:
+            out.update(speakers[:: max(1, len(speakers) // n)][:n])
+    return out
+
+
+def closed_set_scores(
+    true: list[str], probabilities: list[np.ndarray | None], labels: list[str]
+) -> dict:
+    """UAR, accuracy, per-class recall and confusion over ``labels`` alone; a clip without
+    probabilities (refused, or no speech) is wrong."""
+    index = [EMOTIONS.index(label) for label in labels]
+    predicted = [
+        None if p is None else labels[int(np.argmax(np.asarray(p)[index]))] for p in probabilities
+    ]
+    recall = {}
+    for label in labels:
+        mine = [pred for t, pred in zip(true, predicted, strict=True) if t == label]
+        recall[label] = sum(pred == label for pred in mine) / len(mine) if mine else float("nan")
+    confusion = [
+        [sum(t == a and pred == b for t, pred in zip(true, predicted, strict=True)) for b in labels]
+        for a in labels
+    ]
+    present = [r for r in recall.values() if r == r]
+    return {
+        "clips": len(true),
+        "labels": labels,
+        "uar": float(np.mean(present)) if present else float("nan"),
+        "accuracy": float(np.mean([t == p for t, p in zip(true, predicted, strict=True)])),
+        "chance": 1.0 / len(labels),
+        "recall": recall,
+        "confusion": confusion,
+        "no_verdict": sum(p is None for p in predicted),
+    }
+
+
+def score_model(model: Path, utterances: list[Utterance], jobs: int | None = None) -> dict:
+    """Every clip of ``utterances`` through the engine, as ``analyze --summary`` does."""
+    from ser_live.analysis import EngineOptions, Task, analyze_many
+
+    results = analyze_many([Task(Path(u.path)) for u in utterances], EngineOptions(model), jobs)
+    probabilities = []
+    for result in results:
+        probabilities.append(None if result.error else result.speech_probabilities)
+    labels = [e for e in EMOTIONS if any(u.emotion == e for u in utterances)]
+    out = closed_set_scores([u.emotion for u in utterances], probabilities, labels)
+    out["predictions"] = [
+        [u.path, u.emotion, *([""] * len(EMOTIONS) if p is None else [f"{v:.4f}" for v in p])]
+        for u, p in zip(utterances, probabilities, strict=True)
+    ]
+    return out
+
+
+def train_and_export(
+    name: str,
+    cfg: TrainConfig,
+    utterances: list[Utterance],
+    data: dict[str, np.ndarray],
+    train_mask: np.ndarray,
+    val_mask: np.ndarray | None,
+    out_dir: Path,
+    epochs: int | None,
+    scheduler,
+) -> list:
+    """Queue the fits of one model; returns their futures (see ``finish_export``)."""
+    from training.jobs import FitJob
+    from training.pipeline import member_kind
+
+    x, clip = data["x"], data["clip"]
+    labels = np.array([u.label for u in utterances])[clip]
+    corpora = np.array([u.corpus for u in utterances])[clip]
+    standardiser = Standardiser.fit(x[train_mask])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    futures = []
+    for member in range(cfg.cnn_members):
+        job = FitJob(
+            name=f"{name} member {member + 1}",
+            kind=member_kind(cfg, member),
+            cfg=replace(cfg, seed=cfg.seed + member),
+            windows=out_dir.parent / "windows.npy",
+            standardiser=standardiser,
+            train=np.flatnonzero(train_mask),
+            y_train=labels[train_mask],
+            checkpoint=out_dir / f"member{member + 1}.keras",
+            val=None if val_mask is None else np.flatnonzero(val_mask),
+            y_val=None if val_mask is None else labels[val_mask],
+            epochs=epochs,
+            weights=corpus_balanced_weights(labels[train_mask], corpora[train_mask]),
+        )
+        futures.append(scheduler.submit(job, priority=0))
+    return [standardiser, futures]
+
+
+def finish_export(
+    futures: list,
+    standardiser: Standardiser,
+    cfg: TrainConfig,
+    utterances: list[Utterance],
+    data: dict[str, np.ndarray],
+    train_mask: np.ndarray,
+    out_dir: Path,
+    metrics: dict,
+) -> tuple[Path, list[int]]:
+    import keras
+
+    from training.export import calibration_windows, to_int8_tflite, write_model
+    from training.neural import average_of
+    from training.pipeline import model_spec
+
+    done = [f.result() for f in futures]
+    models = [keras.models.load_model(r.job.checkpoint) for r in done]
+    x = data["x"]
+    calibration = standardiser(x[calibration_windows(np.flatnonzero(train_mask), cfg.seed)])
+    int8 = to_int8_tflite(average_of(models), calibration)
+    trained_on = [utterances[c] for c in np.unique(data["clip"][train_mask])]
+    epochs = {r.job.kind: r.best_epoch for r in done}
+    spec = model_spec(
+        cfg, standardiser, x.shape[1:], int(train_mask.sum()), trained_on, epochs, metrics
+    )
+    spec.voice_shifts = []  # scored without: the engine's default path
+    write_model(out_dir / MODEL_NAME, int8, spec.to_json())
+    return out_dir / MODEL_NAME, [r.best_epoch for r in done]
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# Leave-one-corpus-out",
+        "",
+        "Closed-set UAR over each held-out corpus's own labels, every clip counted "
+        "(a clip with no verdict is wrong); clips scored by the engine as "
+        "`ser-live analyze --summary` scores them.",
+        "",
+    ]
+    rows = [r for r in ("baseline", "loco") if r in report]
+    lines.append("The mean is over the corpora each model did not train on.")
+    lines.append("")
+    head = "| model | " + " | ".join(report["corpora"]) + " | mean |"
+    lines += [head, "| --- " * (len(report["corpora"]) + 2) + "|"]
+    for row in rows:
+        cells = []
+        for corpus in report["corpora"]:
+            entry = report[row].get(corpus)
+            if entry is None:
+                cells.append("–")
+                continue
+            seen = " (trained on it)" if entry.get("seen") else ""
+            cells.append(f"{entry['uar']:.3f}{seen}")
+        lines.append(
+            f"| {report.get(row + '_name', row)} | "
+            + " | ".join(cells)
+            + f" | {report[row + '_mean']:.3f} |"
+        )
+    lines += [
+        "",
+        "| corpus | language | labels | clips | chance |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    any_row = report[rows[0]]
+    for corpus in report["corpora"]:
+        entry = any_row.get(corpus)
+        if entry:
+            lines.append(
+                f"| {corpus} | {LANGUAGES[corpus]} | {', '.join(entry['labels'])} | "
+                f"{entry['clips']} | {entry['chance']:.3f} |"
+            )
+    for row in rows:
+        lines += ["", f"## Per-class recall: {report.get(row + '_name', row)}", ""]
+        for corpus in report["corpora"]:
+            entry = report[row].get(corpus)
+            if entry:
+                recalls = ", ".join(f"{k} {v:.2f}" for k, v in entry["recall"].items())
+                lines.append(f"- {corpus}: {recalls} (no verdict: {entry['no_verdict']})")
+    return "\n".join(lines) + "\n"
+
+
+def install(model: Path) -> None:
+    """The model and its sidecar into ``models/``."""
+    import shutil
+
+    for source in (model, model.with_suffix(".json")):
+        shutil.copy(source, ROOT / "models" / source.name)
+    log(f"installed models/{model.name} ({model.stat().st_size / 1024:.0f} KiB)")
+
+
+def mean_uar(entries: dict, held_out_only: bool) -> float:
+    values = [e["uar"] for e in entries.values() if not (held_out_only and e.get("seen"))]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.loco", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("data", nargs="+", type=Path, help="folders holding the corpora")
+    parser.add_argument("--run-dir", type=Path, help="default: training/runs/loco-<date-time>")
+    parser.add_argument("--config", type=Path, help="a config.json to start from")
+    parser.add_argument("--epochs", type=int, help="most epochs per fit (early stopping decides)")
+    parser.add_argument("--augment", type=int, help="augmented copies per training clip")
+    parser.add_argument("--members", type=int, help="networks averaged per model")
+    parser.add_argument("--max-clips-per-speaker", type=int, help="a small subset (tests)")
+    parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
+    parser.add_argument("--baseline-only", action="store_true", help="score --baseline only")
+    parser.add_argument(
+        "--install", action="store_true", help="train on every corpus and install the model"
+    )
+    args = parser.parse_args(argv)
+    for folder in args.data:
+        if not folder.is_dir():
+            print(f"python -m training.loco: error: no such folder: {folder}", file=sys.stderr)
+            return 2
+    if args.baseline_only and not args.baseline:
+        parser.error("--baseline-only needs --baseline MODEL")
+    cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    for name, value in (
+        ("epochs", args.epochs),
+        ("n_augment", args.augment),
+        ("cnn_members", args.members),
+        ("max_clips_per_speaker", args.max_clips_per_speaker),
+    ):
+        if value is not None:
+            setattr(cfg, name, value)
+    run_dir = args.run_dir or ROOT / "training" / "runs" / time.strftime("loco-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(run_dir / "config.json")
+
+    from training.pipeline import subset
+
+    utterances = subset(find_utterances(args.data), cfg.max_clips_per_speaker)
+    corpora = [c for c in CORPORA if any(u.corpus == c for u in utterances)]
+    write_manifest(utterances, run_dir / "manifest.csv")
+    log(
+        f"{len(utterances)} clips: "
+        + ", ".join(f"{c} {sum(u.corpus == c for u in utterances)}" for c in corpora)
+    )
+    of = {c: [u for u in utterances if u.corpus == c] for c in corpora}
+    report: dict = {"corpora": corpora}
+
+    if args.baseline:
+        from ser_live.model import load_model
+
+        seen = set(load_model(args.baseline).spec.training.get("corpora", []))
+        report["baseline"] = {}
+        report["baseline_name"] = f"baseline: {args.baseline.name}"
+        for corpus in corpora:
+            entry = score_model(args.baseline, of[corpus])
+            entry["seen"] = corpus in seen
+            report["baseline"][corpus] = entry
+            log(
+                f"baseline on {corpus}: UAR {entry['uar']:.3f}"
+                + (" (seen)" if entry["seen"] else "")
+            )
+        report["baseline_mean"] = mean_uar(report["baseline"], held_out_only=False)
+        report["baseline_mean_held_out"] = mean_uar(report["baseline"], held_out_only=True)
+
+    if not args.baseline_only:
+        train_all(args, cfg, utterances, corpora, of, run_dir, report)
+
+    predictions = {}
+    for row in ("baseline", "loco"):
+        for entry in report.get(row, {}).values() if isinstance(report.get(row), dict) else []:
+            predictions.setdefault(row, []).extend(entry.pop("predictions", []))
+    for row, rows in predictions.items():
+        with open(run_dir / f"predictions_{row}.csv", "w") as f:
+            f.write("path,true," + ",".join(f"p_{e}" for e in EMOTIONS) + "\n")
+            f.writelines(",".join(r) + "\n" for r in rows)
+    (run_dir / "loco.json").write_text(json.dumps(report, indent=1) + "\n")
+    (run_dir / "loco.md").write_text(markdown(report))
+    log(f"report: {run_dir / 'loco.md'}")
+    if args.install:
+        card = ROOT / "models" / "card"
+        card.mkdir(exist_ok=True)
+        for name in ("loco.md", "loco.json"):
+            (card / name).write_bytes((run_dir / name).read_bytes())
+    return 0
+
+
+def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
+    from training.jobs import FitScheduler
+    from training.windows import extract_windows
+
+    data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache")
+    x, clip, copy = data["x"], data["clip"], data["copy"]
+    win_corpus = np.array([u.corpus for u in utterances])[clip]
+    win_speaker = np.array([u.speaker for u in utterances])[clip]
+    log(f"windows: {len(x)} ({int((copy == 0).sum())} clean)")
+    np.save(run_dir / "windows.npy", x)
+    report["loco"] = {}
+    report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}"
+    try:
+        with FitScheduler(cfg.workers) as scheduler:
+            pending = {}
+            # The shipped model (all corpora, a few speakers kept for early stopping) is
+            # queued with the held-out fits, so that it does not wait for all of them.
+            for corpus in [*corpora, *(["final"] if args.install else [])]:
+                val = validation_speakers(utterances, corpus)
+                train_mask = (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
+                val_mask = np.isin(win_speaker, list(val)) & (copy == 0)
+                if not train_mask.any():
+                    continue
+                name = "final" if corpus == "final" else f"without-{corpus}"
+                pending[corpus] = (
+                    train_mask,
+                    train_and_export(
+                        name,
+                        cfg,
+                        utterances,
+                        data,
+                        train_mask,
+                        val_mask if val_mask.any() else None,
+                        run_dir / name,
+                        None,
+                        scheduler,
+                    ),
+                )
+            for corpus, (train_mask, (standardiser, futures)) in pending.items():
+                if corpus == "final":
+                    continue
+                model, epochs = finish_export(
+                    futures,
+                    standardiser,
+                    cfg,
+                    utterances,
+                    data,
+                    train_mask,
+                    run_dir / f"without-{corpus}",
+                    {},
+                )
+                entry = score_model(model, of[corpus])
+                report["loco"][corpus] = entry
+                log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
+            report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
+            log(f"LOCO mean UAR {report['loco_mean']:.3f}")
+            if "final" in pending:
+                train_mask, (standardiser, futures) = pending["final"]
+                metrics = {
+                    "loco_uar": {c: round(e["uar"], 4) for c, e in report["loco"].items()},
+                    "loco_mean_uar": round(report["loco_mean"], 4),
+                }
+                model, epochs = finish_export(
+                    futures,
+                    standardiser,
+                    cfg,
+                    utterances,
+                    data,
+                    train_mask,
+                    run_dir / "final",
+                    metrics,
+                )
+                log(f"final model: best epochs {epochs}, {model}")
+                report["final_best_epochs"] = epochs
+                install(model)
+    finally:
+        (run_dir / "windows.npy").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
