@@ -1,16 +1,17 @@
 """Analysing recordings: each file replayed through the live path (``run_source``).
 
-A batch is spread over worker processes (``analyze_many``), one engine each; every file
-is analysed by one worker from start to end, so its results are the same as in one
-process, and they come back in the order the files were given.
+A batch is spread over this process and worker processes (``analyze_many``), one engine
+each; every file is analysed by one engine from start to end, so its results are the same
+as in one process, and they come back in the order the files were given.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,20 +134,43 @@ def default_jobs() -> int:
 
 
 def analyze_many(
-    tasks: list[Task], options: EngineOptions, jobs: int | None = None
+    tasks: list[Task],
+    options: EngineOptions,
+    jobs: int | None = None,
+    engine: Engine | None = None,
 ) -> Iterator[FileResult]:
-    """Results of ``tasks`` in their order, from ``jobs`` worker processes (default: one
-    per core; a single task or ``jobs=1`` runs here)."""
+    """Results of ``tasks`` in their order, ``jobs`` at a time (default: one per core).
+
+    This process analyses too, with ``engine`` (or one built from ``options``), taking
+    tasks from the end of the list while ``jobs - 1`` worker processes take them from the
+    front: it works while the workers start (each pays about 0.75 s to import and load
+    the model), and no core is left idle.
+    """
     jobs = min(jobs or default_jobs(), len(tasks))
+    engine = engine or options.build()
     if jobs <= 1:
-        engine = options.build()
         for task in tasks:
             yield analyze_file(task.path, engine, task.channel)
         return
     # spawn, not fork: a forked copy of a process that holds an interpreter and threads
-    # can deadlock; each worker loads the model itself (about half a second).
+    # can deadlock.
     context = mp.get_context("spawn")
     with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(options,)
+        jobs - 1, mp_context=context, initializer=_start_worker, initargs=(options,)
     ) as pool:
-        yield from pool.map(_run_task, tasks)
+        waiting = deque(range(len(tasks)))  # not started; the pool takes the front
+        running: dict[int, Future] = {}
+        done: dict[int, FileResult] = {}
+        for index in range(len(tasks)):
+            while index not in done:
+                while len(running) < 2 * (jobs - 1) and len(waiting) > 1:
+                    first = waiting.popleft()
+                    running[first] = pool.submit(_run_task, tasks[first])
+                if index in running and (running[index].done() or not waiting):
+                    done[index] = running.pop(index).result()
+                elif waiting:
+                    last = waiting.pop()
+                    done[last] = analyze_file(tasks[last].path, engine, tasks[last].channel)
+                else:
+                    done[index] = running.pop(index).result()
+            yield done.pop(index)

@@ -192,7 +192,8 @@ def cmd_analyze(args) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise SerLiveError("--jobs must be at least 1")
     options = _engine_options(args)
-    labels = options.build().labels  # checks the model here, before any worker starts
+    engine = options.build()  # checks the model here, before any worker starts
+    labels = engine.labels
     p_cols = [f"p_{label}" for label in labels]
     split = args.channels == "split"
     chan_col = ["channel"] if split else []
@@ -226,7 +227,7 @@ def cmd_analyze(args) -> int:
     ]
     failed = analysed = 0
     progress = tqdm(
-        analyze_many(tasks, options, args.jobs),
+        analyze_many(tasks, options, args.jobs, engine),
         total=len(tasks),
         unit="file",
         disable=args.no_progress or len(tasks) < 2,

@@ -235,3 +235,13 @@ def test_formula_like_file_names_are_neutralised(tmp_path, speech):
     for row in read_csv(timeline):
         assert not row["file"].startswith(("=", "+", "-", "@"))
         assert float(row["start_s"]) >= 0  # numbers are left as numbers
+
+
+def test_analysis_spread_over_processes_gives_the_same_rows_in_the_same_order(tmp_path):
+    one, three = tmp_path / "one.csv", tmp_path / "three.csv"
+    for path, jobs in ((one, "1"), (three, "3")):
+        proc = run_cli("analyze", str(CORPUS), "--timeline", str(path), "--jobs", jobs)
+        assert proc.returncode == 0, proc.stderr
+    assert one.read_text() == three.read_text()
+    in_order = list(dict.fromkeys(row["file"] for row in read_csv(one)))
+    assert in_order == sorted(in_order) and len(in_order) == 19  # the order they were found
