@@ -95,7 +95,7 @@ def main() -> None:
         speech_s = sum(r.speech_s for r in results)
         print(
             f"analyze: {duration / 60:.1f} min of audio ({speech_s / 60:.1f} min speech) in 20 "
-            f"files, {default_jobs()} workers: whole command {command_s:.2f} s = "
+            f"files, {default_jobs()} processes: whole command {command_s:.2f} s = "
             f"{duration / command_s:.0f}x real time; after start-up ({pool_s:.2f} s incl. "
             f"worker start) = {duration / pool_s:.0f}x"
         )

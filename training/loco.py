@@ -208,11 +208,9 @@ def markdown(report: dict) -> str:
                 continue
             seen = " (trained on it)" if entry.get("seen") else ""
             cells.append(f"{entry['uar']:.3f}{seen}")
-        lines.append(
-            f"| {report.get(row + '_name', row)} | "
-            + " | ".join(cells)
-            + f" | {report[row + '_mean']:.3f} |"
-        )
+        mean = report.get(f"{row}_mean_held_out", report[f"{row}_mean"])
+        name = report.get(f"{row}_name", row)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {mean:.3f} |")
     lines += [
         "",
         "| corpus | language | labels | clips | chance |",
