@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -114,75 +114,82 @@ def score_model(model: Path, utterances: list[Utterance], jobs: int | None = Non
     return out
 
 
-def train_and_export(
-    name: str,
-    cfg: TrainConfig,
-    utterances: list[Utterance],
-    data: dict[str, np.ndarray],
-    train_mask: np.ndarray,
-    val_mask: np.ndarray | None,
-    out_dir: Path,
-    epochs: int | None,
-    scheduler,
-) -> list:
-    """Queue the fits of one model; returns their futures (see ``finish_export``)."""
-    from training.jobs import FitJob
-    from training.pipeline import member_kind
+@dataclass
+class PendingModel:
+    """A model whose fits are queued: where it goes and what it was trained on."""
 
-    x, clip = data["x"], data["clip"]
-    labels = np.array([u.label for u in utterances])[clip]
-    corpora = np.array([u.corpus for u in utterances])[clip]
-    standardiser = Standardiser.fit(x[train_mask])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    futures = []
-    for member in range(cfg.cnn_members):
-        job = FitJob(
-            name=f"{name} member {member + 1}",
-            kind=member_kind(cfg, member),
-            cfg=replace(cfg, seed=cfg.seed + member),
-            windows=out_dir.parent / "windows.npy",
-            standardiser=standardiser,
-            train=np.flatnonzero(train_mask),
-            y_train=labels[train_mask],
-            checkpoint=out_dir / f"member{member + 1}.keras",
-            val=None if val_mask is None else np.flatnonzero(val_mask),
-            y_val=None if val_mask is None else labels[val_mask],
-            epochs=epochs,
-            weights=corpus_balanced_weights(labels[train_mask], corpora[train_mask]),
+    out_dir: Path
+    train_mask: np.ndarray
+    standardiser: Standardiser
+    futures: list
+
+
+@dataclass
+class Trainer:
+    """Queues a model's fits on the shared scheduler, and exports it when they are done."""
+
+    cfg: TrainConfig
+    utterances: list[Utterance]
+    data: dict[str, np.ndarray]
+    windows_file: Path
+    scheduler: object
+
+    def queue(
+        self, name: str, train_mask: np.ndarray, val_mask: np.ndarray | None, out_dir: Path
+    ) -> PendingModel:
+        from training.jobs import FitJob
+        from training.pipeline import member_kind
+
+        x, clip = self.data["x"], self.data["clip"]
+        labels = np.array([u.label for u in self.utterances])[clip]
+        corpora = np.array([u.corpus for u in self.utterances])[clip]
+        standardiser = Standardiser.fit(x[train_mask])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        futures = []
+        for member in range(self.cfg.cnn_members):
+            job = FitJob(
+                name=f"{name} member {member + 1}",
+                kind=member_kind(self.cfg, member),
+                cfg=replace(self.cfg, seed=self.cfg.seed + member),
+                windows=self.windows_file,
+                standardiser=standardiser,
+                train=np.flatnonzero(train_mask),
+                y_train=labels[train_mask],
+                checkpoint=out_dir / f"member{member + 1}.keras",
+                val=None if val_mask is None else np.flatnonzero(val_mask),
+                y_val=None if val_mask is None else labels[val_mask],
+                weights=corpus_balanced_weights(labels[train_mask], corpora[train_mask]),
+            )
+            futures.append(self.scheduler.submit(job, priority=0))
+        return PendingModel(out_dir, train_mask, standardiser, futures)
+
+    def export(self, pending: PendingModel, metrics: dict) -> tuple[Path, list[int]]:
+        """Wait for the fits, average them into one int8 model, write it with its sidecar."""
+        import keras
+
+        from training.export import calibration_windows, to_int8_tflite, write_model
+        from training.neural import average_of
+        from training.pipeline import model_spec
+
+        done = [f.result() for f in pending.futures]
+        models = [keras.models.load_model(r.job.checkpoint) for r in done]
+        x, train_mask = self.data["x"], pending.train_mask
+        rows = calibration_windows(np.flatnonzero(train_mask), self.cfg.seed)
+        int8 = to_int8_tflite(average_of(models), pending.standardiser(x[rows]))
+        trained_on = [self.utterances[c] for c in np.unique(self.data["clip"][train_mask])]
+        epochs = {r.job.kind: r.best_epoch for r in done}
+        spec = model_spec(
+            self.cfg,
+            pending.standardiser,
+            x.shape[1:],
+            int(train_mask.sum()),
+            trained_on,
+            epochs,
+            metrics,
         )
-        futures.append(scheduler.submit(job, priority=0))
-    return [standardiser, futures]
-
-
-def finish_export(
-    futures: list,
-    standardiser: Standardiser,
-    cfg: TrainConfig,
-    utterances: list[Utterance],
-    data: dict[str, np.ndarray],
-    train_mask: np.ndarray,
-    out_dir: Path,
-    metrics: dict,
-) -> tuple[Path, list[int]]:
-    import keras
-
-    from training.export import calibration_windows, to_int8_tflite, write_model
-    from training.neural import average_of
-    from training.pipeline import model_spec
-
-    done = [f.result() for f in futures]
-    models = [keras.models.load_model(r.job.checkpoint) for r in done]
-    x = data["x"]
-    calibration = standardiser(x[calibration_windows(np.flatnonzero(train_mask), cfg.seed)])
-    int8 = to_int8_tflite(average_of(models), calibration)
-    trained_on = [utterances[c] for c in np.unique(data["clip"][train_mask])]
-    epochs = {r.job.kind: r.best_epoch for r in done}
-    spec = model_spec(
-        cfg, standardiser, x.shape[1:], int(train_mask.sum()), trained_on, epochs, metrics
-    )
-    spec.voice_shifts = []  # scored without: the engine's default path
-    write_model(out_dir / MODEL_NAME, int8, spec.to_json())
-    return out_dir / MODEL_NAME, [r.best_epoch for r in done]
+        spec.voice_shifts = []  # scored without: the engine's default path
+        write_model(pending.out_dir / MODEL_NAME, int8, spec.to_json())
+        return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 
 
 def markdown(report: dict) -> str:
@@ -366,64 +373,34 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
     report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}"
     try:
         with FitScheduler(cfg.workers) as scheduler:
-            pending = {}
+            trainer = Trainer(cfg, utterances, data, run_dir / "windows.npy", scheduler)
+            pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
             # queued with the held-out fits, so that it does not wait for all of them.
             for corpus in [*corpora, *(["final"] if args.install else [])]:
                 val = validation_speakers(utterances, corpus)
                 train_mask = usable & (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
                 val_mask = np.isin(win_speaker, list(val)) & (copy == 0)
-                if not train_mask.any():
+                if train_mask.any():
+                    name = "final" if corpus == "final" else f"without-{corpus}"
+                    pending[corpus] = trainer.queue(
+                        name, train_mask, val_mask if val_mask.any() else None, run_dir / name
+                    )
+            for corpus in corpora:
+                if corpus not in pending:
                     continue
-                name = "final" if corpus == "final" else f"without-{corpus}"
-                pending[corpus] = (
-                    train_mask,
-                    train_and_export(
-                        name,
-                        cfg,
-                        utterances,
-                        data,
-                        train_mask,
-                        val_mask if val_mask.any() else None,
-                        run_dir / name,
-                        None,
-                        scheduler,
-                    ),
-                )
-            for corpus, (train_mask, (standardiser, futures)) in pending.items():
-                if corpus == "final":
-                    continue
-                model, epochs = finish_export(
-                    futures,
-                    standardiser,
-                    cfg,
-                    utterances,
-                    data,
-                    train_mask,
-                    run_dir / f"without-{corpus}",
-                    {},
-                )
+                model, epochs = trainer.export(pending[corpus], {})
                 entry = score_model(model, of[corpus])
                 report["loco"][corpus] = entry
                 log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
             report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
             log(f"LOCO mean UAR {report['loco_mean']:.3f}")
             if "final" in pending:
-                train_mask, (standardiser, futures) = pending["final"]
                 metrics = {
                     "loco_uar": {c: round(e["uar"], 4) for c, e in report["loco"].items()},
                     "loco_mean_uar": round(report["loco_mean"], 4),
                 }
-                model, epochs = finish_export(
-                    futures,
-                    standardiser,
-                    cfg,
-                    utterances,
-                    data,
-                    train_mask,
-                    run_dir / "final",
-                    metrics,
-                )
+                model, epochs = trainer.export(pending["final"], metrics)
                 log(f"final model: best epochs {epochs}, {model}")
                 report["final_best_epochs"] = epochs
                 install(model)
