@@ -166,11 +166,9 @@ def analyze_many(
                 while len(running) < 2 * (jobs - 1) and len(waiting) > 1:
                     first = waiting.popleft()
                     running[first] = pool.submit(_run_task, tasks[first])
-                if index in running and (running[index].done() or not waiting):
-                    done[index] = running.pop(index).result()
-                elif waiting:
+                if waiting and not (index in running and running[index].done()):
                     last = waiting.pop()
                     done[last] = analyze_file(tasks[last].path, engine, tasks[last].channel)
-                else:
+                else:  # nothing left for this process, or the next result is ready
                     done[index] = running.pop(index).result()
             yield done.pop(index)

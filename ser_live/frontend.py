@@ -41,6 +41,12 @@ def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(n).astype(np.float32) * np.float32(10 ** (ROOM_TONE_DBFS / 20))
 
 
+def level_db(samples: np.ndarray) -> float:
+    """RMS level in dBFS (floored at -100)."""
+    power = float(np.mean(samples.astype(np.float64) ** 2))
+    return 10.0 * np.log10(max(power, 1e-10))
+
+
 class FrontEnd:
     """Turns an audio stream into a sequence of ``Window`` objects."""
 
@@ -107,15 +113,16 @@ class FrontEnd:
         if not starts:
             return []
         ratios = [self._speech_ratio(start) for start in starts]
-        needed = [a for a, r in zip(starts, ratios, strict=True) if r > 0 or self.silence_features]
+        wanted = [ratio > 0 or self.silence_features for ratio in ratios]
+        needed = [start for start, want in zip(starts, wanted, strict=True) if want]
         if needed:
             # The frames of every window that needs them in one call: many frames at once
             # cost far less per frame, and each frame's numbers do not depend on its company.
             hop = self.settings.hop_length
             self._compute_frames(needed[0] // hop, needed[-1] // hop + self.frames_per_window)
         windows = [
-            self._make_window(start, ratio, start in needed)
-            for start, ratio in zip(starts, ratios, strict=True)
+            self._make_window(start, ratio, want)
+            for start, ratio, want in zip(starts, ratios, wanted, strict=True)
         ]
         self._trim()
         return windows
@@ -155,12 +162,11 @@ class FrontEnd:
             self.vad.aggressiveness, self.vad.hangover_frames, self.vad.min_level_db
         )
         speech_ratio = float(vad.process(padded).mean())
-        power = float(np.mean(audio.astype(np.float64) ** 2))
         return Window(
             0.0,
             len(audio) / SAMPLE_RATE,
             speech_ratio,
-            10.0 * np.log10(max(power, 1e-10)),
+            level_db(audio),
             normalise_window(frame_features(padded, self.settings), self.settings),
             padded=True,
         )
@@ -178,10 +184,8 @@ class FrontEnd:
         if with_features:
             i0 = start // s.hop_length - self._frames_start
             feats = normalise_window(self._frames[i0 : i0 + self.frames_per_window], s)
-        chunk = self._audio[start - self._audio_start : end - self._audio_start]
-        power = float(np.mean(chunk.astype(np.float64) ** 2))
-        level_db = 10.0 * np.log10(max(power, 1e-10))
-        return Window(start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level_db, feats)
+        level = level_db(self._audio[start - self._audio_start : end - self._audio_start])
+        return Window(start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level, feats)
 
     def _trim(self) -> None:
         """Forget what no future window needs, so memory stays flat in long sessions."""

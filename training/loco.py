@@ -9,7 +9,8 @@ headline is the mean unweighted average recall (UAR) over the corpora.
 
 ``--baseline MODEL`` scores an existing model the same way on every corpus (the corpora
 it was trained on are marked: those are not held out). ``--install`` also trains the
-shipped model on every corpus, for the median of the held-out fits' best epochs.
+shipped model on every corpus (a few speakers of each kept for early stopping) and
+installs it.
 
     python -m training.loco ../shared/datasets --baseline models/ser_cnn_int8.tflite
 """
@@ -27,17 +28,15 @@ import numpy as np
 
 from ser_live import EMOTIONS
 from ser_live.features import Standardiser
+from ser_live.model import DEFAULT_MODEL
+from training import log
 from training.config import TrainConfig
 from training.corpora import CORPORA, LANGUAGES, Utterance, find_utterances, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL_NAME = "ser_cnn_int8.tflite"
+MODEL_NAME = DEFAULT_MODEL.name
 #: Speakers per training corpus kept out of a fit for early stopping.
 VALIDATION_SPEAKERS = {"ravdess": 2, "nemo": 1, "korean": 2}
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def corpus_balanced_weights(labels: np.ndarray, corpora: np.ndarray) -> np.ndarray:
@@ -336,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
     predictions = {}
     for row in ("baseline", "loco"):
-        for entry in report.get(row, {}).values() if isinstance(report.get(row), dict) else []:
-            predictions.setdefault(row, []).extend(entry.pop("predictions", []))
+        for entry in report.get(row, {}).values():
+            predictions.setdefault(row, []).extend(entry.pop("predictions"))
     for row, rows in predictions.items():
         with open(run_dir / f"predictions_{row}.csv", "w") as f:
             f.write("path,true," + ",".join(f"p_{e}" for e in EMOTIONS) + "\n")

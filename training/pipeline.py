@@ -20,6 +20,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE, __version__
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
 from ser_live.model import ModelSpec
+from training import log
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances, write_manifest
 from training.export import calibration_windows, tflite_predict, to_int8_tflite, write_model
@@ -38,10 +39,6 @@ SLOWEST_FIRST = ("cnn2d", "cnn", "lstm")
 def urgency(job: FitJob) -> int:
     """A fold fit's scheduling priority: the slower its kind, the sooner it starts."""
     return SLOWEST_FIRST.index(job.kind)
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # ----------------------------------------------------------------------------- data
