@@ -100,7 +100,7 @@ class ModelSpec:
             )
         hop = round(self.hop_s * SAMPLE_RATE)
         if hop <= 0 or hop % settings.hop_length:
-            problems.append(f"hop {self.hop_s} s is not a whole number of 10 ms frames")
+            problems.append(f"hop {self.hop_s} s is not a whole number of feature frames")
         norm = self.normalisation or {}
         if norm.get("per_window") != "cepstral-mean-and-level":
             problems.append(f"per-window normalisation {norm.get('per_window')!r} is unknown")

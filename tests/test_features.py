@@ -24,9 +24,9 @@ from ser_live.vad import VoiceActivityDetector
 def direct_librosa(window: np.ndarray) -> np.ndarray:
     """The features of one window, computed here straight from librosa's documented calls."""
     s = DEFAULT_SETTINGS
-    # Frame i: pitch from samples [160 i, 160 i + 800), the rest from the middle 512 of them.
-    n = (len(window) - 800) // 160 + 1
-    middle = window[144 : 144 + (n - 1) * 160 + 512]
+    # Frame i: pitch from samples [hop i, hop i + 800), the rest from the middle 512 of them.
+    n = s.frames_in(len(window))
+    middle = window[144 : 144 + (n - 1) * s.hop_length + 512]
     common = dict(n_fft=s.n_fft, hop_length=s.hop_length, center=False)
     mel = librosa.feature.melspectrogram(
         y=middle, sr=16000, n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax, **common
@@ -37,7 +37,7 @@ def direct_librosa(window: np.ndarray) -> np.ndarray:
     )
     rms = librosa.feature.rms(y=middle, frame_length=s.n_fft, hop_length=s.hop_length, center=False)
     f0 = librosa.yin(
-        window, fmin=60, fmax=500, sr=16000, frame_length=800, hop_length=160, center=False
+        window, fmin=60, fmax=500, sr=16000, frame_length=800, hop_length=s.hop_length, center=False
     )[:n]
     semitones = 12 * np.log2(f0 / 55.0)
     feats = np.concatenate([mfcc, zcr, 20 * np.log10(np.maximum(rms, 1e-5)), semitones[None]]).T
@@ -56,7 +56,7 @@ def test_streamed_windows_equal_direct_librosa(speech):
     for w in windows:
         a = round(w.start_s * 16000)
         expected = direct_librosa(speech[a : a + 32000])
-        assert w.features.shape == expected.shape == (196, 43)
+        assert w.features.shape == expected.shape == (DEFAULT_SETTINGS.frames_in(32000), 43)
         np.testing.assert_allclose(w.features[:, :-1], expected[:, :-1], rtol=1e-4, atol=2e-3)
         # YIN's parabolic refinement is float32 arithmetic: a few cents apart at most.
         np.testing.assert_allclose(w.features[:, -1], expected[:, -1], atol=0.05)
@@ -89,7 +89,7 @@ def test_features_match_librosa_on_every_frame(speech):
     """The NumPy/SciPy runtime path against librosa, frame by frame, unnormalised."""
     s = DEFAULT_SETTINGS
     n = s.frames_in(len(speech))
-    middle = speech[144 : 144 + (n - 1) * 160 + 512]
+    middle = speech[144 : 144 + (n - 1) * s.hop_length + 512]
     common = dict(n_fft=s.n_fft, hop_length=s.hop_length, center=False)
     mel = librosa.feature.melspectrogram(
         y=middle, sr=16000, n_mels=s.n_mels, fmin=s.fmin, fmax=s.fmax, **common
@@ -99,15 +99,17 @@ def test_features_match_librosa_on_every_frame(speech):
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=s.n_mfcc)
     ours = frame_features(speech)
     np.testing.assert_allclose(ours[:, : s.n_mfcc], mfcc.T, rtol=1e-4, atol=2e-3)
-    zcr = librosa.feature.zero_crossing_rate(middle, frame_length=512, hop_length=160, center=False)
+    zcr = librosa.feature.zero_crossing_rate(
+        middle, frame_length=512, hop_length=s.hop_length, center=False
+    )
     np.testing.assert_array_equal(ours[:, s.n_mfcc], zcr[0])
     f0 = librosa.yin(
-        speech[: (n - 1) * 160 + 800],
+        speech[: (n - 1) * s.hop_length + 800],
         fmin=60,
         fmax=500,
         sr=16000,
         frame_length=800,
-        hop_length=160,
+        hop_length=s.hop_length,
         center=False,
     )
     np.testing.assert_allclose(ours[:, -1], 12 * np.log2(np.clip(f0, 60, 500) / 55), atol=0.05)

@@ -39,21 +39,6 @@ MODEL_NAME = DEFAULT_MODEL.name
 VALIDATION_SPEAKERS = {"ravdess": 2, "nemo": 1, "korean": 2}
 
 
-def corpus_balanced_weights(labels: np.ndarray, corpora: np.ndarray) -> np.ndarray:
-    """A weight per window: every emotion the same total weight, and within an emotion
-    every corpus that has it the same share (mean weight 1). Without it nEMO, with five
-    times Korean's clips, would set what "angry" sounds like."""
-    weights = np.zeros(len(labels), dtype=np.float64)
-    classes = np.unique(labels)
-    for label in classes:
-        of_label = labels == label
-        sources = np.unique(corpora[of_label])
-        for source in sources:
-            cell = of_label & (corpora == source)
-            weights[cell] = 1.0 / (len(classes) * len(sources) * cell.sum())
-    return (weights * len(labels)).astype(np.float32)
-
-
 def validation_speakers(utterances: list[Utterance], held_out: str) -> set[str]:
     """Speakers of the training side kept for early stopping (none of ``held_out``)."""
     out: set[str] = set()
@@ -141,7 +126,6 @@ class Trainer:
 
         x, clip = self.data["x"], self.data["clip"]
         labels = np.array([u.label for u in self.utterances])[clip]
-        corpora = np.array([u.corpus for u in self.utterances])[clip]
         standardiser = Standardiser.fit(x[train_mask])
         out_dir.mkdir(parents=True, exist_ok=True)
         futures = []
@@ -157,7 +141,6 @@ class Trainer:
                 checkpoint=out_dir / f"member{member + 1}.keras",
                 val=None if val_mask is None else np.flatnonzero(val_mask),
                 y_val=None if val_mask is None else labels[val_mask],
-                weights=corpus_balanced_weights(labels[train_mask], corpora[train_mask]),
             )
             futures.append(self.scheduler.submit(job, priority=0))
         return PendingModel(out_dir, train_mask, standardiser, futures)
@@ -375,12 +358,18 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
             trainer = Trainer(cfg, utterances, data, run_dir / "windows.npy", scheduler)
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
-            # queued with the held-out fits, so that it does not wait for all of them.
+            # queued with the held-out fits, so that it does not wait for all of them. Held
+            # out, a corpus that is only scored leaves the training set whole: that fit is
+            # the shipped model, trained once.
+            trainable = usable & ~np.isin(win_corpus, cfg.score_only_corpora)
             for corpus in [*corpora, *(["final"] if args.install else [])]:
                 val = validation_speakers(utterances, corpus)
-                train_mask = usable & (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
-                val_mask = np.isin(win_speaker, list(val)) & (copy == 0)
-                if train_mask.any():
+                train_mask = trainable & (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
+                val_mask = np.isin(win_speaker, list(val)) & (copy == 0) & trainable
+                same = [p for p in pending.values() if np.array_equal(p.train_mask, train_mask)]
+                if same:
+                    pending[corpus] = same[0]
+                elif train_mask.any():
                     name = "final" if corpus == "final" else f"without-{corpus}"
                     pending[corpus] = trainer.queue(
                         name, train_mask, val_mask if val_mask.any() else None, run_dir / name
