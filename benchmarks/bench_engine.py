@@ -149,7 +149,8 @@ def main() -> None:
     engine.reset()
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
-        log = SessionLog(Path(tmp) / "session.csv", engine.labels, "benchmark")
+        session_log = SessionLog(Path(tmp) / "session.csv", engine.labels)
+        log = session_log.side("you", "benchmark")
         for i in range(0, 3600 * 16000, BLOCK):
             start = i % len(audio)
             for update in engine.feed(audio[start : start + BLOCK]):
@@ -157,7 +158,7 @@ def main() -> None:
             if i % (600 * 16000) == 0:
                 samples.append(rss_mb())
         samples.append(rss_mb())
-        log.close()
+        session_log.close()
     print(
         "memory over a simulated 1 h session (whole process, including 40 MB of test audio): "
         f" {samples[0]:.0f} MB at start, "

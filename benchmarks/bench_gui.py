@@ -1,8 +1,11 @@
-"""GUI benchmark: the real window listens to a real device while speech plays into it.
+"""GUI benchmark: the real window listens to both sides of a call on real devices while
+speech plays into each.
 
 Run under X (``make bench-gui`` uses Xvfb) with the PulseAudio null sink of
-tests/audio_env.sh. Prints frames per second, the UI thread's CPU use, dropped audio blocks
-and resident memory over the run. ``--minutes 60`` for the hour-long figure.
+tests/audio_env.sh; the other side records a second null sink's monitor, which this script
+adds and removes. Prints frames per second, the UI thread's CPU use, the capture and
+engine threads' CPU use, dropped audio blocks per side and resident memory over the run.
+``--sides 1`` for one side (to compare), ``--minutes 60`` for the hour-long figure.
 """
 
 from __future__ import annotations
@@ -21,10 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
 
+OTHER_SINK = "ser_live_bench_other"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--sides",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2: both sides of a call, the other on a second sink's monitor (default)",
+    )
     args = parser.parse_args()
 
     import os
@@ -35,8 +47,16 @@ def main() -> None:
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets
 
-    from ser_live.gui.main_window import MainWindow
+    from ser_live.gui.main_window import OTHER, YOU, MainWindow
 
+    module = None
+    if args.sides == 2:
+        module = subprocess.run(
+            ["pactl", "load-module", "module-null-sink", f"sink_name={OTHER_SINK}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
     app = QtWidgets.QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp())
@@ -46,23 +66,34 @@ def main() -> None:
     while window.classifier is None:
         app.processEvents()
         time.sleep(0.02)
-    window.device_box.setCurrentIndex(window.device_box.findText("pulse"))
+    window.refresh_devices()
+    window.device_boxes[YOU].setCurrentIndex(window.device_boxes[YOU].findText("pulse"))
+    sinks = ["ser_live_sink"]
+    if args.sides == 2:
+        other = window.device_boxes[OTHER]
+        other.setCurrentIndex(other.findData(f"pulse:{OTHER_SINK}.monitor"))
+        sinks.append(OTHER_SINK)
 
-    speech = tmp / "speech.wav"
-    sf.write(speech, speech_stream(300), 16000, subtype="PCM_16")
     stop = threading.Event()
+    players = []
+    for i, sink in enumerate(sinks):
+        speech = tmp / f"speech{i}.wav"
+        sf.write(speech, speech_stream(300, seed=i), 16000, subtype="PCM_16")
 
-    def play() -> None:  # speech into the sink, over and over
-        while not stop.is_set():
-            subprocess.run(["paplay", "--device", "ser_live_sink", str(speech)], check=False)
+        def play(sink: str = sink, speech: Path = speech) -> None:  # over and over
+            while not stop.is_set():
+                subprocess.run(["paplay", "--device", sink, str(speech)], check=False)
+
+        players.append(threading.Thread(target=play, daemon=True))
 
     window.start_listening()
-    session = window.session
-    player = threading.Thread(target=play, daemon=True)
-    player.start()
+    sessions = dict(window.sessions)
+    for player in players:
+        player.start()
     seconds = args.minutes * 60
     samples: list[tuple[float, float]] = []
-    start_wall, start_cpu, start_paints = time.monotonic(), time.thread_time(), window.paints
+    start_wall, start_paints = time.monotonic(), window.paints
+    start_cpu, start_process = time.thread_time(), time.process_time()
     next_sample = start_wall
     while time.monotonic() - start_wall < seconds:
         app.processEvents(QtCore.QEventLoop.AllEvents, 20)
@@ -72,19 +103,30 @@ def main() -> None:
             next_sample += max(10.0, seconds / 12)
     wall = time.monotonic() - start_wall
     ui_cpu = time.thread_time() - start_cpu  # this (the UI) thread only: drawing and polling
+    process_cpu = time.process_time() - start_process
     paints = window.paints - start_paints
-    source = session.source
-    updates = window.timeline.points
-    state, error = window.state, session.error
+    updates = {side: window.timelines[side].points for side in sessions}
+    state = window.state
+    errors = {side: s.error for side, s in sessions.items() if s.error}
     stop.set()
     window.close()
-    subprocess.run(["pkill", "-f", f"paplay --device ser_live_sink {speech}"], check=False)
+    for sink in sinks:
+        subprocess.run(["pkill", "-f", f"paplay --device {sink} "], check=False)
+    if module:
+        subprocess.run(["pactl", "unload-module", module], check=False)
     print(
-        f"listened {wall / 60:.1f} min on {source.name!r}: {paints / wall:.1f} fps, "
+        f"listened {wall / 60:.1f} min to {len(sessions)} side(s): {paints / wall:.1f} fps, "
         f"UI thread {100 * ui_cpu / wall:.1f}% of one core, "
-        f"{source.dropped_blocks} audio blocks dropped, {source.overflows} overflows, "
-        f"{updates} updates; final state {state!r}" + (f" ({error})" if error else "")
+        f"capture and engines {100 * (process_cpu - ui_cpu) / wall:.1f}% of one core; "
+        f"final state {state!r}" + (f" ({errors})" if errors else "")
     )
+    for side, session in sessions.items():
+        source = session.source
+        print(
+            f"  {side} on {source.name!r}: {updates[side]} updates, "
+            f"{source.dropped_blocks} audio blocks dropped, "
+            f"{getattr(source, 'overflows', 0)} overflows"
+        )
     print(
         "memory (MB) over the run: "
         + ", ".join(f"{t / 60:.0f} min {m:.0f}" for t, m in samples)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages ser-live needs on Debian/Ubuntu: PortAudio, ALSA's PulseAudio
-# plugin and Qt's X11/EGL libraries; with --test also the PulseAudio server the device tests
-# play into. As root it runs apt-get; otherwise it prints the exact command and fails.
+# plugin, parec/pactl (to record the other side of a call) and Qt's X11/EGL libraries; with
+# --test also the PulseAudio server the device tests play into. As root it runs apt-get;
+# otherwise it prints the exact command and fails.
 set -euo pipefail
-packages=(libportaudio2 libasound2-plugins libegl1 libgl1 libglib2.0-0 libfontconfig1
+packages=(libportaudio2 libasound2-plugins pulseaudio-utils libegl1 libgl1 libglib2.0-0 libfontconfig1
     libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
     libxcb-shape0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1)
 if [ "${1:-}" = "--test" ]; then

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 from ser_live import __version__
@@ -70,7 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--device",
         type=_device_arg,
-        help="input device index or name (default: the system default)",
+        help="your side: input device index or name, pulse:SOURCE, or monitor "
+        "(default: the system default input)",
+    )
+    listen.add_argument(
+        "--other-device",
+        type=_device_arg,
+        metavar="DEVICE",
+        help="the other side of a call, on its own engine: 'monitor' records what the "
+        "computer plays (PulseAudio/PipeWire), or any input as for --device",
+    )
+    listen.add_argument("--speaker", default="you", help="your side's name in the log (you)")
+    listen.add_argument(
+        "--other-speaker", default="other", help="the other side's name in the log (other)"
     )
     listen.add_argument("--csv", type=Path, help="write the session log here as it happens")
     listen.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
@@ -98,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse N files at a time, one process each (default: one per core)",
     )
     _add_model_options(analyze)
+
+    report = sub.add_parser(
+        "report",
+        help="summarise a session log as an HTML report",
+        description="Summarise a session log (or an analyze --timeline table): time in "
+        "speech, share of each emotion, the strongest moments and the markers, per side, "
+        "as one self-contained HTML file.",
+    )
+    report.add_argument("log", type=Path, metavar="SESSION.csv")
+    report.add_argument(
+        "--out", type=Path, metavar="FILE", help="the HTML report (default: beside the log)"
+    )
     return parser
 
 
@@ -114,10 +138,12 @@ def _engine(args):
 
 
 def cmd_devices(args) -> int:
+    from ser_live import pulse
     from ser_live.sources import input_devices
 
     devices = input_devices()
-    if not devices:
+    sources = pulse.pulse_sources() if pulse.available() else []
+    if not devices and not sources:
         print("no audio input devices found", file=sys.stderr)
         return 1
     for d in devices:
@@ -125,62 +151,88 @@ def cmd_devices(args) -> int:
             f"{d['index']:3d}  {d['name']}  ({d['hostapi']}, {d['channels']} ch, "
             f"{d['samplerate']:.0f} Hz)"
         )
+    if sources:
+        print("PulseAudio/PipeWire sources (--device pulse:NAME; 'monitor': the default output's):")
+        for s in sources:
+            kind = ", output monitor" if s["monitor"] else ""
+            print(f"     {pulse.PREFIX}{s['name']}  ({s['description']}{kind})")
     return 0
 
 
 def cmd_listen(args) -> int:
-    from ser_live.session import run_source
+    from ser_live.session import LiveSession
     from ser_live.session_log import SessionLog
-    from ser_live.sources import MicrophoneSource
+    from ser_live.sources import open_source
 
-    engine = _engine(args)
-    source = MicrophoneSource(args.device)
-    engine.warm_up()
-    log = SessionLog(args.csv, engine.labels, source.name) if args.csv else None
-    started = False
+    if args.speaker == args.other_speaker:
+        raise SerLiveError("the two sides need different names (--speaker, --other-speaker)")
+    wanted = [(args.speaker, args.device)]
+    if args.other_device is not None:
+        wanted.append((args.other_speaker, args.other_device))
+    options = _engine_options(args)
+    sides: dict[str, LiveSession] = {}
+    log = None
+    sources = [(speaker, open_source(device)) for speaker, device in wanted]
+    try:
+        engines = [options.build() for _ in sources]
+        engines[0].warm_up()
+        log = SessionLog(args.csv, engines[0].labels) if args.csv else None
+        for (speaker, source), engine in zip(sources, engines, strict=True):
+            side_log = log.side(speaker, source.name) if log else None
+            sides[speaker] = LiveSession(engine, source, side_log, duration_s=args.duration)
+    except BaseException:
+        for _, source in sources:
+            source.stop()
+        raise
+    two = len(sides) > 1
+    names = " and ".join(
+        f"{s.source.name!r}" + (f" ({k})" if two else "") for k, s in sides.items()
+    )
+    print(f"listening on {names}; Ctrl+C stops", file=sys.stderr, flush=True)
 
-    def on_block(block) -> None:
-        nonlocal started
-        if not started:  # the device is open and delivering: say so, and log it
-            started = True
-            print(
-                f"listening on {source.name!r} ({source.samplerate} Hz); Ctrl+C stops",
-                file=sys.stderr,
-                flush=True,
-            )
-            if log:
-                log.write_note("event", f"started: {source.name}", 0.0, time.time())
-
-    def show(update) -> None:
-        if log:
-            log.write_update(update)
+    def show(speaker: str, update) -> None:
+        who = f"{speaker:<8} " if two else ""
         if update.speech:
             print(
-                f"{update.end_s:8.1f}s  speech   {update.emotion:<10} {update.confidence:.2f}",
+                f"{update.end_s:8.1f}s  {who}speech   {update.emotion:<10} {update.confidence:.2f}",
                 flush=True,
             )
         else:
-            print(f"{update.end_s:8.1f}s  silence", flush=True)
+            print(f"{update.end_s:8.1f}s  {who}silence", flush=True)
 
-    signal.signal(signal.SIGTERM, lambda *_: source.stop())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    failed = []
+    for session in sides.values():
+        session.start()  # logs "started" for its side
     try:
-        run_source(source, engine, show, on_block, duration_s=args.duration)
+        running = dict(sides)
+        while running:
+            if stop.wait(0.05):
+                break
+            for speaker, session in list(running.items()):
+                alive = session.running
+                for update in session.pop_updates()[0]:
+                    show(speaker, update)
+                if not alive:
+                    del running[speaker]
+                    if session.error is not None:  # the other side carries on
+                        failed.append(speaker)
+                        print(
+                            f"{PROG}: error: {speaker + ': ' if two else ''}{session.error}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     except KeyboardInterrupt:
-        source.stop()
-    except SerLiveError as exc:
-        if log:
-            log.write_note("event", f"error: {exc}", engine.stream_s, time.time())
-        raise
+        pass
     finally:
+        for speaker, session in sides.items():
+            session.stop()
+            for update in session.pop_updates()[0]:
+                show(speaker, update)
         if log:
-            log.write_note(
-                "event",
-                f"stopped; {source.dropped_blocks} blocks dropped",
-                engine.stream_s,
-                time.time(),
-            )
             log.close()
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_analyze(args) -> int:
@@ -288,6 +340,22 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from ser_live.report import write_report
+    from ser_live.review import dominant, load_session, summarise_all
+
+    record = load_session(args.log)
+    out = write_report(record, args.out or args.log.with_suffix(".html"))
+    for summary in summarise_all(record):
+        top = dominant(summary)
+        print(
+            f"{summary.speaker}: {summary.speech_s:.1f} s of speech"
+            + (f", mostly {top} ({summary.shares[top]:.0%})" if top else "")
+        )
+    print(f"{len(record.markers)} markers; report: {out}")
+    return 0
+
+
 def cmd_gui(args) -> int:
     from ser_live.gui.app import run_app
 
@@ -302,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         "devices": cmd_devices,
         "listen": cmd_listen,
         "analyze": cmd_analyze,
+        "report": cmd_report,
         "gui": cmd_gui,
     }
     if args.command is None:

@@ -3,8 +3,11 @@
 ``run_source`` is synchronous. ``LiveSession`` runs it on a worker thread for the GUI:
 
 * the worker thread owns the source iteration, the engine and the writing of update rows;
+  the two sides of a call are two ``LiveSession`` objects, each with its own worker,
+  source and engine, writing to one ``SessionLog`` (which serialises rows);
 * PortAudio's callback thread only fills the source's queue (see ``sources``);
-* any thread (the UI) may call ``add_marker``, ``configure``, ``stop`` and ``pop_updates``;
+* any thread (the UI) may call ``configure``, ``stop`` and ``pop_updates`` and read
+  ``session_s`` (markers go straight to the ``SessionLog``, whose lock orders them);
   updates cross to it through a lock-protected list, and settings reach the engine only
   through ``configure``, which the worker applies between blocks.
 """
@@ -21,7 +24,7 @@ import numpy as np
 from ser_live import SAMPLE_RATE
 from ser_live.engine import Engine, Update
 from ser_live.errors import SerLiveError
-from ser_live.session_log import SessionLog
+from ser_live.session_log import SideLog
 from ser_live.sources import AudioSource
 
 UpdateSink = Callable[[Update], None]
@@ -60,19 +63,23 @@ def run_source(
 
 
 class LiveSession:
-    """A source, an engine and a session log, run on a worker thread."""
+    """One side of a session: a source, an engine and its rows of the log, on a worker
+    thread."""
 
     def __init__(
         self,
         engine: Engine,
         source: AudioSource,
-        log: SessionLog | None,
+        log: SideLog | None,
         time_offset_s: float = 0.0,
+        duration_s: float | None = None,
     ) -> None:
         """``time_offset_s``: where this run starts on the session's clock, so a session
-        resumed after a pause or on another device continues one timeline and one log."""
+        resumed after a pause or on another device continues one timeline and one log.
+        ``duration_s``: stop after this much audio."""
         self.engine = engine
         self.time_offset_s = time_offset_s
+        self.duration_s = duration_s
         self.source = source
         self.log = log
         self.error: SerLiveError | None = None
@@ -80,6 +87,7 @@ class LiveSession:
         self._pending: list[Update] = []
         self._blocks: list[np.ndarray] = []
         self._requests: list[Callable[[Engine], None]] = []
+        self._delivering = False  # worker thread only
         self._thread = threading.Thread(target=self._run, name="ser-live-session", daemon=True)
         self.started_at = time.time()
 
@@ -89,10 +97,10 @@ class LiveSession:
         return self.time_offset_s + self.engine.stream_s
 
     def start(self) -> None:
+        # Written here, in the order the sides start, so a log lists its sides in that
+        # order; "started" follows from the worker once the device delivers audio.
         if self.log:
-            self.log.write_note(
-                "event", f"started: {self.source.name}", self.session_s, time.time()
-            )
+            self.log.write_note("event", f"opening {self.source.name}", self.session_s, time.time())
         self._thread.start()
 
     def _on_update(self, update: Update) -> None:
@@ -108,6 +116,12 @@ class LiveSession:
             self._pending.append(update)
 
     def _on_block(self, block: np.ndarray) -> None:
+        if not self._delivering:  # the device is open and delivering: log it once
+            self._delivering = True
+            if self.log:
+                self.log.write_note(
+                    "event", f"started: {self.source.name}", self.session_s, time.time()
+                )
         with self._lock:
             self._blocks.append(block)
             requests, self._requests = self._requests, []
@@ -121,7 +135,7 @@ class LiveSession:
 
     def _run(self) -> None:
         try:
-            run_source(self.source, self.engine, self._on_update, self._on_block)
+            run_source(self.source, self.engine, self._on_update, self._on_block, self.duration_s)
         except Exception as exc:  # the worker must report a failure, never die silently
             self.error = (
                 exc
@@ -132,7 +146,12 @@ class LiveSession:
                 self.log.write_note("event", f"error: {self.error}", self.session_s, time.time())
         else:
             if self.log:
-                self.log.write_note("event", "stopped", self.session_s, time.time())
+                self.log.write_note(
+                    "event",
+                    f"stopped; {self.source.dropped_blocks} blocks dropped",
+                    self.session_s,
+                    time.time(),
+                )
 
     @property
     def running(self) -> bool:
@@ -144,13 +163,6 @@ class LiveSession:
             updates, blocks = self._pending, self._blocks
             self._pending, self._blocks = [], []
         return updates, blocks
-
-    def add_marker(self, note: str) -> float:
-        """Stamp a note into the log at the current stream time; returns that time."""
-        at = self.session_s  # an int read of the worker's counter: safe without the lock
-        if self.log:
-            self.log.write_note("marker", note, at, time.time())
-        return at
 
     def stop(self, timeout: float = 5.0) -> None:
         self.source.stop()

@@ -2,7 +2,7 @@
 
 Every row is flushed (and fsync'ed for the session log) as it is written, so a crash, a
 killed process or a pulled device loses at most the row being written. The session log
-may be written from two threads (updates from the worker, markers from the UI): a lock
+is written from several threads (each side's worker, markers from the UI): a lock
 serialises rows.
 """
 
@@ -46,12 +46,15 @@ def probability_cells(update: Update, n_labels: int) -> list[str]:
 
 
 class SessionLog:
-    """The live session log: one row per window, marker or event, written as it happens."""
+    """The live session log: one row per window, marker or event, written as it happens.
 
-    def __init__(self, path: str | Path, labels: list[str], source: str = "") -> None:
+    Rows carry the speaker (the side of a call: "you", "other" or a name the user gave)
+    and the source it was heard on; each side writes through its own ``SideLog``.
+    """
+
+    def __init__(self, path: str | Path, labels: list[str]) -> None:
         self.path = Path(path)
         self.labels = labels
-        self.source = source
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +69,7 @@ class SessionLog:
         return [
             "timestamp",
             "kind",
+            "speaker",
             "source",
             "start_s",
             "end_s",
@@ -77,6 +81,10 @@ class SessionLog:
             *[f"p_{label}" for label in self.labels],
             "note",
         ]
+
+    def side(self, speaker: str, source: str) -> SideLog:
+        """A writer whose rows are stamped with ``speaker`` and ``source``."""
+        return SideLog(self, speaker, source)
 
     def _row(self, row: list[str]) -> None:
         with self._lock:
@@ -90,12 +98,13 @@ class SessionLog:
     def _timestamp(wall_time: float) -> str:
         return dt.datetime.fromtimestamp(wall_time).astimezone().isoformat(timespec="milliseconds")
 
-    def write_update(self, update: Update) -> None:
+    def write_update(self, update: Update, speaker: str = "", source: str = "") -> None:
         self._row(
             [
                 self._timestamp(update.wall_time),
                 "window",
-                self.source,
+                speaker,
+                source,
                 fmt(update.start_s, 2),
                 fmt(update.end_s, 2),
                 "1" if update.speech else "0",
@@ -108,14 +117,24 @@ class SessionLog:
             ]
         )
 
-    def write_note(self, kind: str, note: str, stream_s: float | None, wall_time: float) -> None:
-        """A marker the user stamped, or an event (device lost, session started/stopped)."""
+    def write_note(
+        self,
+        kind: str,
+        note: str,
+        stream_s: float | None,
+        wall_time: float,
+        speaker: str = "",
+        source: str = "",
+    ) -> None:
+        """A marker the user stamped, or an event (device lost, session started/stopped);
+        without a speaker it is about the whole session."""
         stamp = fmt(stream_s, 2)
         self._row(
             [
                 self._timestamp(wall_time),
                 kind,
-                self.source,
+                speaker,
+                source,
                 stamp,
                 stamp,
                 "",
@@ -133,6 +152,21 @@ class SessionLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+class SideLog:
+    """One side's view of a ``SessionLog``: the same file, rows stamped with its speaker."""
+
+    def __init__(self, log: SessionLog, speaker: str, source: str) -> None:
+        self.log = log
+        self.speaker = speaker
+        self.source = source
+
+    def write_update(self, update: Update) -> None:
+        self.log.write_update(update, self.speaker, self.source)
+
+    def write_note(self, kind: str, note: str, stream_s: float | None, wall_time: float) -> None:
+        self.log.write_note(kind, note, stream_s, wall_time, self.speaker, self.source)
 
 
 class TableWriter:

@@ -216,3 +216,34 @@ class MicrophoneSource:
         self._stop.set()
         with contextlib.suppress(queue.Full):  # blocks() sees the event within 0.2 s anyway
             self._queue.put_nowait(None)
+
+
+def open_source(device: int | str | None) -> AudioSource:
+    """An input by the name a user gives it: ``monitor`` (what the computer plays, on
+    PulseAudio/PipeWire), ``pulse:NAME`` (any PulseAudio/PipeWire source), a PortAudio
+    device index or name, or None for the default input."""
+    from ser_live import pulse
+
+    if device == pulse.MONITOR:
+        return pulse.PulseSource(pulse.MONITOR)
+    if isinstance(device, str) and device.startswith(pulse.PREFIX):
+        return pulse.PulseSource(device[len(pulse.PREFIX) :])
+    return MicrophoneSource(device)
+
+
+def all_inputs() -> list[tuple[str, int | str]]:
+    """Every input a side can listen to, as (label, what ``open_source`` takes): the
+    PortAudio devices, then the PulseAudio/PipeWire sources where a server runs (each
+    output's monitor among them)."""
+    from ser_live import pulse
+
+    out: list[tuple[str, int | str]] = []
+    with contextlib.suppress(DeviceError):
+        out += [(d["name"], d["index"]) for d in input_devices()]
+    if pulse.available():
+        with contextlib.suppress(DeviceError):
+            for s in pulse.pulse_sources():
+                kind = "output monitor" if s["monitor"] else "PulseAudio"
+                label = f"{s['description'] or s['name']} ({kind})"
+                out.append((label, pulse.PREFIX + s["name"]))
+    return out

@@ -111,3 +111,96 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
     # The sink resamples to 44.1 kHz and PortAudio's stream starts at another phase of the
     # window grid: the number of speech windows may differ by one or two, no more.
     assert abs(len(speech) - len(offline_speech)) <= 2
+
+
+OTHER_CLIP = SPEECH_CLIP.parent.parent / "Actor_02" / "03-01-04-02-01-01-02.flac"
+
+
+@pytest.fixture
+def other_sink():
+    """A second null sink: the other party of a call, whose monitor the other side records.
+    The test unloads it mid-session; whatever is left is unloaded at the end."""
+    if not pulse_ready():
+        pytest.skip("PulseAudio unavailable (apt-get install pulseaudio pulseaudio-utils)")
+    name = f"ser_live_other_{os.getpid()}"
+    module = subprocess.run(
+        [
+            "pactl",
+            "load-module",
+            "module-null-sink",
+            f"sink_name={name}",
+            "sink_properties=device.description=customer-line",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    yield name, module
+    subprocess.run(["pactl", "unload-module", module], check=False, capture_output=True)
+
+
+def analyze_summary(clip: Path, tmp_path: Path) -> dict:
+    summary = tmp_path / f"{clip.stem}.csv"
+    proc = run_cli("analyze", str(clip), "--summary", str(summary))
+    assert proc.returncode == 0, proc.stderr
+    return read_csv(summary)[0]
+
+
+def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
+    pulse_sink, other_sink, tmp_path
+):
+    """Your side on PortAudio's "pulse" device, the other side on a second sink's monitor
+    (a PulseAudio source by name): each timeline finds its own recording, agrees with
+    ``analyze`` on it, and when the other sink is removed mid-call your side carries on."""
+    other, other_module = other_sink
+    live_csv = tmp_path / "call.csv"
+    exe = str(Path(sys.executable).parent / "ser-live")
+    env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
+    command = [exe, "listen", "--device", "pulse", "--other-device", f"pulse:{other}.monitor"]
+    command += ["--speaker", "agent", "--other-speaker", "customer"]
+    command += ["--duration", "16", "--csv", str(live_csv)]
+    listen = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + 60
+    while not (live_csv.exists() and live_csv.read_text().count("started:") == 2):
+        assert listen.poll() is None, listen.stderr.read()
+        assert time.monotonic() < deadline, "listen did not start both sides"
+        time.sleep(0.1)
+    time.sleep(1.0)
+    subprocess.run(["paplay", "--device", pulse_sink, str(SPEECH_CLIP)], check=True, timeout=30)
+    subprocess.run(["paplay", "--device", other, str(OTHER_CLIP)], check=True, timeout=30)
+    time.sleep(1.0)
+    subprocess.run(["pactl", "unload-module", other_module], check=True)  # the call ends
+    out, err = listen.communicate(timeout=60)
+    assert listen.returncode == 1, err  # a side was lost: said, and the exit status says so
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("ser-live: error:")]
+    assert errors == ["ser-live: error: customer: input 'Monitor of customer-line' is gone"]
+
+    rows = read_csv(live_csv)
+    windows = {
+        s: [r for r in rows if r["kind"] == "window" and r["speaker"] == s]
+        for s in ("agent", "customer")
+    }
+    speech = {s: [r for r in w if r["speech"] == "1"] for s, w in windows.items()}
+    assert speech["agent"] and speech["customer"]
+    # Each side's speech is its own: the agent's clip played first, the customer's after.
+    agent_last = max(float(r["end_s"]) for r in speech["agent"])
+    customer_first = min(float(r["end_s"]) for r in speech["customer"])
+    assert agent_last < customer_first + 1.0
+    assert all(float(r["start_s"]) > 3.0 for r in speech["customer"])  # silent before
+    # Each agrees with analyze on its own recording.
+    for side, clip in (("agent", SPEECH_CLIP), ("customer", OTHER_CLIP)):
+        offline = analyze_summary(clip, tmp_path)
+        live = mean_probabilities(speech[side])
+        assert EMOTIONS[int(live.argmax())] == offline["emotion"], side
+        assert np.abs(live - np.array([float(offline[c]) for c in P_COLS])).sum() < 0.35, side
+    # The customer's side was lost and said so; the agent's went on to the end.
+    lost = [r for r in rows if r["speaker"] == "customer" and r["note"].startswith("error:")]
+    assert len(lost) == 1 and "is gone" in lost[0]["note"]
+    lost_at = float(lost[0]["end_s"])
+    assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(16.0)
+    assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 16.0
+    assert rows[-1]["speaker"] == "agent" and rows[-1]["note"].startswith("stopped")
+    assert len(out.splitlines()) == len(windows["agent"]) + len(windows["customer"])

@@ -1,10 +1,13 @@
-"""The main window: device, start/pause/stop, markers, settings, export, and the views.
+"""The main window: the inputs of both sides of a call, start/pause/stop, markers,
+settings, export, the live views, and review windows for past sessions.
 
 Threads: the window runs on the Qt UI thread and never runs capture or inference. The
-model is loaded and warmed up on a plain background thread; a ``LiveSession`` runs the
-source and the engine on its worker thread. Neither touches Qt: the UI polls them on a
-33 ms timer (``_tick``) and paints from the latest results, and it changes the engine's
-settings only through ``LiveSession.configure``, which the worker applies between blocks.
+model is loaded and warmed up on a plain background thread; each side of a call is a
+``LiveSession`` that runs its source and its own engine on its own worker thread. None of
+them touches Qt: the UI polls them on a 33 ms timer (``_tick``) and paints from the latest
+results, and it changes an engine's settings only through ``LiveSession.configure``,
+which that side's worker applies between blocks. Markers are written to the shared
+``SessionLog`` from the UI thread; its lock orders them among the workers' rows.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ from ser_live.errors import SerLiveError
 from ser_live.gui.views import EmotionPanel, SpectrogramView, TimelineView
 from ser_live.session import LiveSession
 from ser_live.session_log import SessionLog
-from ser_live.sources import FileSource, MicrophoneSource, input_devices
+from ser_live.sources import FileSource, all_inputs, open_source
 from ser_live.spectrogram import LogMelTap
 
 PAINT_MS = 33
+#: The two sides of a call; their names in the log are the user's (settings).
+YOU, OTHER = "you", "other"
+SIDES = (YOU, OTHER)
+NOBODY = "(nobody)"
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -44,10 +51,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sessions_dir = Path(sessions_dir or Path(base) / "sessions")
         self.classifier = None
         self.model_error: str | None = None
-        self.session: LiveSession | None = None
+        self.sessions: dict[str, LiveSession] = {}  # the sides running now
+        self.speakers: dict[str, str] = {}  # side -> its name in the running log
         self.log: SessionLog | None = None
         self.session_clock = 0.0  # seconds of session so far, across pauses and devices
-        self.heard_speech = False
+        self.heard_speech: dict[str, bool] = dict.fromkeys(SIDES, False)
+        self.review_windows: list = []
         self.state = "warming up"
         self.paints = 0
         self.tap = LogMelTap()
@@ -65,23 +74,33 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build(self) -> None:
         bar = self.addToolBar("session")
         bar.setMovable(False)
-        self.device_box = QtWidgets.QComboBox()
-        self.device_box.setMinimumWidth(220)
-        self.device_box.setToolTip("Input device")
-        bar.addWidget(self.device_box)
+        self.device_boxes: dict[str, QtWidgets.QComboBox] = {}
+        for side, label, tip in (
+            (YOU, "You:", "Your input: a microphone or headset"),
+            (OTHER, " Other side:", "The other party: an output's monitor hears the call"),
+        ):
+            box = QtWidgets.QComboBox()
+            box.setMinimumWidth(200)
+            box.setToolTip(tip)
+            box.currentIndexChanged.connect(self._update_actions)
+            bar.addWidget(QtWidgets.QLabel(label))
+            bar.addWidget(box)
+            self.device_boxes[side] = box
         self.refresh_action = bar.addAction("⟳", self.refresh_devices)
-        self.refresh_action.setToolTip("Refresh the device list")
+        self.refresh_action.setToolTip("Refresh the device lists")
         bar.addSeparator()
         self.start_action = bar.addAction("Start", self.start_listening)
         self.pause_action = bar.addAction("Pause", self.pause)
         self.stop_action = bar.addAction("Stop", self.stop)
         bar.addSeparator()
         self.open_action = bar.addAction("Open recording…", self._choose_recording)
+        self.review_action = bar.addAction("Review session…", self._choose_review)
+        self.review_action.setToolTip("Open a past session log or analyze timeline")
         bar.addSeparator()
         self.export_action = bar.addAction("Export CSV…", self._choose_export)
         self.clear_action = bar.addAction("Clear", self.clear)
 
-        self.panel = EmotionPanel()
+        self.panels = {YOU: EmotionPanel(font_size=26), OTHER: EmotionPanel(font_size=26)}
         self.marker_text = QtWidgets.QLineEdit()
         self.marker_text.setPlaceholderText("note, e.g. customer escalated")
         self.marker_button = QtWidgets.QPushButton("Mark (Ctrl+M)")
@@ -96,11 +115,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.smoothing_box.setRange(1, 10)
         self.smoothing_box.setSuffix(" windows")
         self.smoothing_box.valueChanged.connect(self._apply_smoothing)
+        self.name_edits = {side: QtWidgets.QLineEdit() for side in SIDES}
+        for side, edit in self.name_edits.items():
+            edit.setPlaceholderText(side)
+            edit.setToolTip("This side's name in the session log and the report")
+            edit.textChanged.connect(self._show_names)
         form = QtWidgets.QFormLayout()
+        form.addRow("Your name", self.name_edits[YOU])
+        form.addRow("Other side's name", self.name_edits[OTHER])
         form.addRow("VAD aggressiveness", self.vad_box)
         form.addRow("Smoothing", self.smoothing_box)
         side = QtWidgets.QVBoxLayout()
-        side.addWidget(self.panel, 1)
+        side.addWidget(self.panels[YOU], 1)
+        side.addWidget(self.panels[OTHER], 1)
         marker_box = QtWidgets.QGroupBox("Marker")
         marker_layout = QtWidgets.QVBoxLayout(marker_box)
         marker_layout.addWidget(self.marker_text)
@@ -111,11 +138,12 @@ class MainWindow(QtWidgets.QMainWindow):
         side.addWidget(settings_box)
 
         self.spectrogram = SpectrogramView()
-        self.timeline = TimelineView()
+        self.timelines = {side: TimelineView() for side in SIDES}
         views = QtWidgets.QSplitter(QtCore.Qt.Vertical)
         views.addWidget(self.spectrogram)
-        views.addWidget(self.timeline)
-        views.setSizes([300, 400])
+        for timeline in self.timelines.values():
+            views.addWidget(timeline)
+        views.setSizes([220, 300, 300])
         central = QtWidgets.QWidget()
         layout = QtWidgets.QHBoxLayout(central)
         side_widget = QtWidgets.QWidget()
@@ -125,33 +153,72 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addWidget(views, 1)
         self.setCentralWidget(central)
         self.status = self.statusBar()
-        self.resize(1200, 720)
+        self.resize(1200, 820)
+
+    # The first side's views and session, by their one-side names.
+    @property
+    def panel(self) -> EmotionPanel:
+        return self.panels[YOU]
+
+    @property
+    def timeline(self) -> TimelineView:
+        return self.timelines[YOU]
+
+    @property
+    def device_box(self) -> QtWidgets.QComboBox:
+        return self.device_boxes[YOU]
+
+    @property
+    def session(self) -> LiveSession | None:
+        return self.sessions.get(YOU)
+
+    def side_name(self, side: str) -> str:
+        return self.name_edits[side].text().strip() or side
+
+    def _show_names(self) -> None:
+        for side in SIDES:
+            name = self.speakers.get(side) or self.side_name(side)
+            self.panels[side].set_title(name)
+            self.timelines[side].setTitle(name)
+        self._show_other_side()
+
+    def _show_other_side(self) -> None:
+        """The other side's panel and timeline only when there is another side."""
+        wanted = self.device_boxes[OTHER].currentData() is not None or OTHER in self.sessions
+        self.panels[OTHER].setVisible(wanted)
+        self.timelines[OTHER].setVisible(wanted)
 
     # ------------------------------------------------------------------ settings
     def _restore_settings(self) -> None:
         self.vad_box.setValue(int(self.settings.value("vad", 2)))
         self.smoothing_box.setValue(int(self.settings.value("smoothing", 3)))
         self.marker_text.setText(str(self.settings.value("marker_text", "")))
+        for side in SIDES:
+            self.name_edits[side].setText(str(self.settings.value(f"name_{side}", "")))
         geometry = self.settings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
+        self._show_names()
 
     def _save_settings(self) -> None:
         self.settings.setValue("vad", self.vad_box.value())
         self.settings.setValue("smoothing", self.smoothing_box.value())
         self.settings.setValue("marker_text", self.marker_text.text())
-        self.settings.setValue("device", self.device_box.currentText())
+        self.settings.setValue("device", self.device_boxes[YOU].currentText())
+        self.settings.setValue("other_device", self.device_boxes[OTHER].currentText())
+        for side in SIDES:
+            self.settings.setValue(f"name_{side}", self.name_edits[side].text())
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
 
     def _apply_vad(self, level: int) -> None:
-        if self.session is not None:
-            self.session.configure(lambda engine: engine.set_vad_aggressiveness(level))
+        for session in self.sessions.values():
+            session.configure(lambda engine: engine.set_vad_aggressiveness(level))
         self.settings.setValue("vad", level)
 
     def _apply_smoothing(self, n: int) -> None:
-        if self.session is not None:
-            self.session.configure(lambda engine: engine.set_smoothing(n))
+        for session in self.sessions.values():
+            session.configure(lambda engine: engine.set_smoothing(n))
         self.settings.setValue("smoothing", n)
 
     # ------------------------------------------------------------------ model
@@ -175,70 +242,106 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ devices
     def refresh_devices(self) -> None:
-        wanted = self.device_box.currentText() or str(self.settings.value("device", ""))
-        self.device_box.clear()
-        try:
-            devices = input_devices()
-        except SerLiveError:
-            devices = []
-        for dev in devices:
-            self.device_box.addItem(dev["name"], dev["index"])
-        index = self.device_box.findText(wanted)
-        if index >= 0:
-            self.device_box.setCurrentIndex(index)
-        if not devices and self.state in ("ready", "device lost"):
+        inputs = all_inputs()
+        for side, box in self.device_boxes.items():
+            key = "device" if side == YOU else "other_device"
+            wanted = box.currentText() or str(self.settings.value(key, ""))
+            box.blockSignals(True)
+            box.clear()
+            if side == OTHER:
+                box.addItem(NOBODY, None)
+            for label, spec in inputs:
+                box.addItem(label, spec)
+            index = box.findText(wanted)
+            if index >= 0:
+                box.setCurrentIndex(index)
+            box.blockSignals(False)
+        if not inputs and self.state in ("ready", "device lost"):
             self._set_state(
                 self.state, "No input device found. Connect one and press ⟳.", warning=True
             )
+        self._show_other_side()
         self._update_actions()
 
     # ------------------------------------------------------------------ session control
-    def _open_log(self, source_name: str) -> None:
+    def _open_log(self) -> None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         path = self.sessions_dir / f"session-{stamp}.csv"
         n = 1
         while path.exists():
             n += 1
             path = self.sessions_dir / f"session-{stamp}-{n}.csv"
-        self.log = SessionLog(path, list(EMOTIONS), source_name)
+        self.log = SessionLog(path, list(EMOTIONS))
 
     def _close_log(self) -> None:
         if self.log is not None:
             self.log.close()
 
-    def _run(self, source, offset: float) -> None:
-        self.session = LiveSession(self._new_engine(), source, self.log, time_offset_s=offset)
-        self.tap.reset()
-        self.session.start()
+    def _clock(self) -> float:
+        """The session clock: the furthest any running side has got."""
+        return max([self.session_clock, *(s.session_s for s in self.sessions.values())])
+
+    def _run(self, side: str, source, speaker: str, offset: float) -> None:
+        side_log = self.log.side(speaker, source.name) if self.log else None
+        session = LiveSession(self._new_engine(), source, side_log, time_offset_s=offset)
+        self.sessions[side] = session
+        self.speakers[side] = speaker
+        if side == YOU:
+            self.tap.reset()
+        self.panels[side].show_state(f"{speaker}: {source.name}")
+        session.start()
+
+    def _chosen_inputs(self) -> dict[str, int | str]:
+        chosen = {YOU: self.device_boxes[YOU].currentData()}
+        if self.device_boxes[OTHER].currentData() is not None:
+            chosen[OTHER] = self.device_boxes[OTHER].currentData()
+        return chosen
 
     def start_listening(self) -> None:
-        """Start, resume after a pause, or continue on another device after a loss."""
+        """Start; resume after a pause or a lost device; or bring back a side that was
+        lost while the other one carried on."""
         if self.classifier is None:
             return
-        if self.device_box.count() == 0:
+        if self.device_boxes[YOU].count() == 0:
             self._set_state("ready", "No input device found. Connect one and press ⟳.", True)
             return
-        try:
-            source = MicrophoneSource(self.device_box.currentData())
-        except SerLiveError as exc:
-            self._set_state(self.state, str(exc), warning=True)
+        chosen = self._chosen_inputs()
+        if len(set(map(str, chosen.values()))) < len(chosen):
+            self.status.showMessage("The two sides need different inputs.", 5000)
             return
-        resuming = self.state in ("paused", "device lost") and self.log is not None
+        missing = [side for side in chosen if side not in self.sessions]
+        if not missing:
+            return
+        sources = {}
+        for side in missing:
+            try:
+                sources[side] = open_source(chosen[side])
+            except SerLiveError as exc:
+                self.panels[side].show_state(str(exc), warning=True)
+        if not sources:
+            self._set_state(self.state, "Could not open the chosen input.", warning=True)
+            return
+        resuming = self.log is not None and self.state in ("paused", "device lost", "listening")
         if not resuming:
-            self._stop_session()
+            self._stop_sessions()
             self._close_log()
             self.clear_views()
             self.session_clock = 0.0
-            self._open_log(source.name)
-        elif self.log is not None:
-            self.log.write_note(
-                "event", f"resumed on {source.name}", self.session_clock, time.time()
-            )
-        self._run(source, self.session_clock)
-        self._set_state("listening", f"Listening on {source.name}")
+            self._open_log()
+        offset = self._clock()
+        for side, source in sources.items():
+            speaker = self.side_name(side)
+            if resuming and self.log is not None:
+                self.log.side(speaker, source.name).write_note(
+                    "event", f"resumed on {source.name}", offset, time.time()
+                )
+            self._run(side, source, speaker, offset)
+        names = ", ".join(f"{self.speakers[s]} on {x.name}" for s, x in sources.items())
+        self._set_state("listening", f"Listening: {names}")
+        self._show_names()
 
     def open_recording(self, path: str | Path, realtime: bool = True) -> bool:
-        """Replay a recording through the same views (and a session log of its own)."""
+        """Replay a recording through the first side's views (and a session log of its own)."""
         if self.classifier is None:
             return False
         try:
@@ -246,34 +349,55 @@ class MainWindow(QtWidgets.QMainWindow):
         except SerLiveError as exc:
             self._set_state(self.state, str(exc), warning=True)
             return False
-        self._stop_session()
+        self._stop_sessions()
         self._close_log()
         self.clear_views()
         self.session_clock = 0.0
-        self._open_log(source.name)
-        self._run(source, 0.0)
+        self._open_log()
+        self._run(YOU, source, Path(path).name, 0.0)
         self._set_state("replaying", f"Replaying {Path(path).name}")
+        self._show_names()
         return True
+
+    def open_review(self, path: str | Path):
+        """A review window for a past session log or ``analyze --timeline`` table."""
+        from ser_live.gui.review_window import ReviewWindow
+
+        try:
+            window = ReviewWindow.open(path)
+        except SerLiveError as exc:
+            self.status.showMessage(str(exc), 8000)
+            return None
+        self.review_windows = [w for w in self.review_windows if w.isVisible()] + [window]
+        window.show()
+        return window
 
     def pause(self) -> None:
         if self.state == "listening":
-            self._stop_session()
+            self._stop_sessions()
             if self.log is not None:
                 self.log.write_note("event", "paused", self.session_clock, time.time())
             self._set_state("paused", "Paused. Start resumes the same session.")
 
     def stop(self) -> None:
         if self.state in ("listening", "replaying", "paused", "device lost"):
-            self._stop_session()
+            self._stop_sessions()
             self._close_log()
             self._set_state("ready", self._log_message("Stopped."))
 
-    def _stop_session(self) -> None:
-        if self.session is not None:
-            self.session.stop()
-            self._drain()
-            self.session_clock = self.session.session_s
-            self.session = None
+    def _stop_sessions(self) -> None:
+        for session in self.sessions.values():
+            session.source.stop()  # all sides at once, then wait for each
+        for side in list(self.sessions):
+            self._end_side(side)
+
+    def _end_side(self, side: str) -> LiveSession:
+        session = self.sessions[side]
+        session.stop()
+        self._drain()
+        self.session_clock = max(self.session_clock, session.session_s)
+        del self.sessions[side]
+        return session
 
     def add_marker(self, note: str | None = None) -> bool:
         note = (note if note is not None else self.marker_text.text()).strip() or "marker"
@@ -285,10 +409,10 @@ class MainWindow(QtWidgets.QMainWindow):
         ):
             self.status.showMessage("Start a session to place markers.", 3000)
             return False
-        at = self.session.add_marker(note) if self.session is not None else self.session_clock
-        if self.session is None:
-            self.log.write_note("marker", note, at, time.time())
-        self.timeline.add_marker(at, note)
+        at = self._clock()
+        self.log.write_note("marker", note, at, time.time())
+        for timeline in self.timelines.values():
+            timeline.add_marker(at, note)
         self.status.showMessage(f"Marker at {at:.1f} s: {note}", 3000)
         return True
 
@@ -305,42 +429,49 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def clear(self) -> None:
-        """Clear the views and start a fresh log; a running session carries on into it."""
+        """Clear the views and start a fresh log; running sides carry on into it."""
         self.clear_views()
         if self.log is not None:
             old = self.log
-            self._open_log(old.source)
-            if self.session is not None:
-                # The worker reads session.log once per row: a row racing this swap lands
-                # in the old log or, once it is closed, nowhere. Acceptable for "clear".
-                self.session.log = self.log
+            self._open_log()
+            for side, session in self.sessions.items():
+                # A worker reads session.log once per row: a row racing this swap lands in
+                # the old log or, once it is closed, nowhere. Acceptable for "clear".
+                session.log = self.log.side(self.speakers[side], session.source.name)
             old.close()
             self.status.showMessage(f"Cleared; new log {self.log.path}", 5000)
 
     def clear_views(self) -> None:
         """Empty views for a new session: nothing heard yet."""
-        self.timeline.clear_data()
+        for timeline in self.timelines.values():
+            timeline.clear_data()
         self.spectrogram.clear_data()
-        self.heard_speech = False
-        self.panel.show_silence("no speech yet")
+        self.heard_speech = dict.fromkeys(SIDES, False)
+        for panel in self.panels.values():
+            panel.show_silence("no speech yet")
 
     # ------------------------------------------------------------------ UI timer
     def _drain(self) -> None:
-        if self.session is None:
-            return
-        updates, blocks = self.session.pop_updates()
-        if blocks:
-            audio = np.concatenate(blocks)
-            self.spectrogram.add_columns(self.tap.feed(audio))
-            rms = float(np.sqrt(np.mean(audio[-1600:].astype(np.float64) ** 2)))
-            self.panel.show_level(20 * np.log10(max(rms, 1e-6)))
-        for update in updates:
-            self.timeline.add(update.end_s, update.probabilities)
-            if update.speech:
-                self.heard_speech = True
-                self.panel.show_emotion(update.emotion, update.confidence)
-            else:
-                self.panel.show_silence("—" if self.heard_speech else "no speech yet")
+        for side, session in self.sessions.items():
+            panel, timeline = self.panels[side], self.timelines[side]
+            updates, blocks = session.pop_updates()
+            if blocks:
+                audio = np.concatenate(blocks)
+                if side == YOU:
+                    self.spectrogram.add_columns(self.tap.feed(audio))
+                rms = float(np.sqrt(np.mean(audio[-1600:].astype(np.float64) ** 2)))
+                panel.show_level(20 * np.log10(max(rms, 1e-6)))
+            for update in updates:
+                timeline.add(update.end_s, update.probabilities)
+                if update.speech:
+                    self.heard_speech[side] = True
+                    panel.show_emotion(update.emotion, update.confidence)
+                    panel.show_probabilities(update.probabilities)
+                else:
+                    panel.show_silence("—" if self.heard_speech[side] else "no speech yet")
+        now = self._clock()
+        for timeline in self.timelines.values():
+            timeline.follow(now)
 
     def _tick(self) -> None:
         if self.state == "warming up":
@@ -349,60 +480,81 @@ class MainWindow(QtWidgets.QMainWindow):
             elif self.classifier is not None:
                 ready = (
                     "Ready."
-                    if self.device_box.count()
+                    if self.device_boxes[YOU].count()
                     else (
                         "Ready, but no input device found: connect one and press ⟳, "
                         "or open a recording."
                     )
                 )
-                self._set_state("ready", ready, warning=not self.device_box.count())
+                self._set_state("ready", ready, warning=not self.device_boxes[YOU].count())
         self._drain()
-        session = self.session
-        if session is not None and not session.running:
-            self._drain()
-            self.session_clock = session.session_s
-            self.session = None
-            if session.error is not None and self.state == "replaying":
-                self._close_log()
-                self._set_state(
-                    "finished", self._log_message(f"Replay stopped: {session.error}."), warning=True
-                )
-            elif session.error is not None:
-                self._set_state(
-                    "device lost",
-                    self._log_message(
-                        f"{session.error}. The session is kept: "
-                        "pick a device and press Resume to go on."
-                    ),
-                    warning=True,
-                )
-            elif self.state == "replaying":
-                self._close_log()
-                self._set_state("finished", self._log_message("Recording finished."))
+        ended = [side for side, session in self.sessions.items() if not session.running]
+        for side in ended:
+            self._side_ended(side, self._end_side(side))
         self.spectrogram.paint()
-        self.timeline.paint()
+        for timeline in self.timelines.values():
+            timeline.paint()
         self.paints += 1
+
+    def _side_ended(self, side: str, session: LiveSession) -> None:
+        """A side's worker ended by itself: a recording finished, or a device was lost."""
+        error = session.error
+        if self.state == "replaying":
+            self._close_log()
+            if error is not None:
+                self._set_state(
+                    "finished", self._log_message(f"Replay stopped: {error}."), warning=True
+                )
+            else:
+                self._set_state("finished", self._log_message("Recording finished."))
+            return
+        if error is None:
+            return
+        name = self.speakers.get(side, side)
+        if self.sessions:  # the other side carries on
+            self.panels[side].show_state(f"{error}", warning=True)
+            others = ", ".join(self.speakers[s] for s in self.sessions)
+            self._set_state(
+                "listening",
+                f"{name}: {error}. {others} carries on; pick an input for {name} and press "
+                "Start to bring it back.",
+                warning=True,
+            )
+            return
+        self._set_state(
+            "device lost",
+            self._log_message(
+                f"{error}. The session is kept: pick a device and press Resume to go on."
+            ),
+            warning=True,
+        )
 
     def _log_message(self, text: str) -> str:
         return f"{text} Log: {self.log.path}" if self.log is not None else text
 
     def _set_state(self, state: str, message: str, warning: bool = False) -> None:
         self.state = state
-        self.panel.show_state(message, warning)
+        self.panels[YOU].show_state(message, warning)
         self.status.showMessage(message)
         self._update_actions()
 
     def _update_actions(self) -> None:
         ready = self.classifier is not None
         active = self.state in ("listening", "replaying")
-        self.start_action.setEnabled(ready and not active and self.device_box.count() > 0)
-        self.start_action.setText("Resume" if self.state in ("paused", "device lost") else "Start")
+        missing = [s for s in self._chosen_inputs() if s not in self.sessions]
+        can_start = ready and self.device_boxes[YOU].count() > 0
+        self.start_action.setEnabled(
+            can_start and (not active or (self.state == "listening" and bool(missing)))
+        )
+        resumable = self.state in ("paused", "device lost") or (active and bool(missing))
+        self.start_action.setText("Resume" if resumable else "Start")
         self.pause_action.setEnabled(self.state == "listening")
         self.stop_action.setEnabled(
             self.state in ("listening", "replaying", "paused", "device lost")
         )
         self.open_action.setEnabled(ready)
         self.export_action.setEnabled(self.log is not None)
+        self._show_other_side()
 
     # ------------------------------------------------------------------ dialogs
     def _choose_recording(self) -> None:
@@ -411,6 +563,13 @@ class MainWindow(QtWidgets.QMainWindow):
         )
         if path:
             self.open_recording(path)
+
+    def _choose_review(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Review a session", str(self.sessions_dir), "CSV (*.csv);;All files (*)"
+        )
+        if path:
+            self.open_review(path)
 
     def _choose_export(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
@@ -421,7 +580,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.timer.stop()
-        self._stop_session()
+        self._stop_sessions()
         self._close_log()
         self._save_settings()
         super().closeEvent(event)

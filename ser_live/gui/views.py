@@ -7,16 +7,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ser_live import EMOTIONS
-
-EMOTION_COLOURS = {
-    "neutral": "#9e9e9e",
-    "happy": "#f5b700",
-    "sad": "#2f7ed8",
-    "angry": "#e0301e",
-    "fearful": "#8e44ad",
-    "disgust": "#2e9e4f",
-    "surprised": "#ff7f0e",
-}
+from ser_live.report import EMOTION_COLOURS
 
 
 class SpectrogramView(pg.PlotWidget):
@@ -67,8 +58,10 @@ class SpectrogramView(pg.PlotWidget):
 class TimelineView(pg.PlotWidget):
     """Rolling emotion probabilities: one line per emotion, gaps where there is no speech."""
 
-    def __init__(self, seconds: float = 120.0, capacity: int = 20_000) -> None:
+    def __init__(self, seconds: float = 120.0, capacity: int = 20_000, title: str = "") -> None:
         super().__init__()
+        if title:
+            self.setTitle(title)
         self.seconds = seconds
         self.capacity = capacity
         self._t = np.zeros(capacity, dtype=np.float64)
@@ -116,6 +109,12 @@ class TimelineView(pg.PlotWidget):
         self.now = max(self.now, at_s)
         self._dirty = True
 
+    def follow(self, now: float) -> None:
+        """Scroll to session time ``now`` (the timelines of both sides share one clock)."""
+        if now > self.now:
+            self.now = now
+            self._dirty = True
+
     def clear_data(self) -> None:
         self._count = 0
         self.now = 0.0
@@ -140,14 +139,18 @@ class TimelineView(pg.PlotWidget):
 
 
 class EmotionPanel(QtWidgets.QFrame):
-    """The current emotion, readable at a glance, with confidence, speech light and level."""
+    """One side's current emotion, readable at a glance: the verdict, its confidence, all
+    seven probabilities as bars, the speech light and the input level."""
 
-    def __init__(self) -> None:
+    def __init__(self, title: str = "", font_size: int = 30) -> None:
         super().__init__()
         self.setFrameShape(QtWidgets.QFrame.StyledPanel)
+        self.title = QtWidgets.QLabel(title)
+        self.title.setStyleSheet("font-weight: bold; color: #333;")
+        self.title.setVisible(bool(title))
         self.emotion = QtWidgets.QLabel("—")
         font = self.emotion.font()
-        font.setPointSize(30)
+        font.setPointSize(font_size)
         font.setBold(True)
         self.emotion.setFont(font)
         self.emotion.setAlignment(QtCore.Qt.AlignCenter)
@@ -164,8 +167,28 @@ class EmotionPanel(QtWidgets.QFrame):
         self.state = QtWidgets.QLabel()
         self.state.setWordWrap(True)
         self.state.setAlignment(QtCore.Qt.AlignCenter)
+        self.bars: dict[str, QtWidgets.QProgressBar] = {}
+        bars = QtWidgets.QGridLayout()
+        bars.setVerticalSpacing(1)
+        for row, label in enumerate(EMOTIONS):
+            bar = QtWidgets.QProgressBar()
+            bar.setRange(0, 100)
+            bar.setTextVisible(False)
+            bar.setFixedHeight(9)
+            bar.setStyleSheet(
+                "QProgressBar { border: none; background: #eee; }"
+                f"QProgressBar::chunk {{ background: {EMOTION_COLOURS[label]}; }}"
+            )
+            name = QtWidgets.QLabel(label)
+            name.setStyleSheet("font-size: 8pt; color: #555;")
+            bars.addWidget(name, row, 0)
+            bars.addWidget(bar, row, 1)
+            self.bars[label] = bar
         layout = QtWidgets.QVBoxLayout(self)
-        for widget in (self.emotion, self.confidence, self.speech, self.level, self.state):
+        for widget in (self.title, self.emotion, self.confidence):
+            layout.addWidget(widget)
+        layout.addLayout(bars)
+        for widget in (self.speech, self.level, self.state):
             layout.addWidget(widget)
         layout.addStretch(1)
         self.show_silence()
@@ -177,10 +200,21 @@ class EmotionPanel(QtWidgets.QFrame):
         self.speech.setText("● speech")
         self.speech.setStyleSheet("color: #2e9e4f; font-weight: bold;")
 
+    def show_probabilities(self, probabilities: np.ndarray | None) -> None:
+        """All seven probabilities as bars (empty without speech)."""
+        for i, label in enumerate(EMOTIONS):
+            value = 0 if probabilities is None else round(float(probabilities[i]) * 100)
+            self.bars[label].setValue(value)
+
+    def set_title(self, title: str) -> None:
+        self.title.setText(title)
+        self.title.setVisible(bool(title))
+
     def show_silence(self, text: str = "—") -> None:
         self.emotion.setText(text)
         self.emotion.setStyleSheet("color: #9e9e9e;")
         self.confidence.setValue(0)
+        self.show_probabilities(None)
         self.speech.setText("○ silence")
         self.speech.setStyleSheet("color: #9e9e9e;")
 
