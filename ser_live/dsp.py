@@ -3,9 +3,11 @@
 Each function here takes a ``(n_frames, frame_length)`` array and computes every row from
 that row alone, with arithmetic whose order does not depend on how many rows there are:
 
-* FFTs go through ``scipy.fft`` (pocketfft), which transforms each row on its own: rows
-  taken four or eight at a time in SIMD lanes get the same operations as a row alone
-  (``tests/test_features.py`` checks this on the machine it runs on);
+* FFTs go through ``numpy.fft`` (pocketfft, in float32 since NumPy 2), which transforms
+  each row on its own: rows taken four or eight at a time in SIMD lanes get the same
+  operations as a row alone (``tests/test_features.py`` checks this on the machine it runs
+  on). ``scipy.fft`` is the same pocketfft, but importing it costs each process about
+  0.4 s (it pulls in SciPy's array-API layer), which a short ``analyze`` run felt;
 * sums are ufunc reductions along a row (``np.add.reduce``, ``np.add.reduceat``,
   ``np.cumsum``), whose order is fixed by the row's length;
 * products of complex numbers are written out in real multiplies and adds, since NumPy's
@@ -27,7 +29,6 @@ fresh install).
 from __future__ import annotations
 
 import numpy as np
-import scipy.fft
 
 
 def frame(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
@@ -42,7 +43,7 @@ def hann_window(n: int) -> np.ndarray:
 
 def power_spectrum(frames: np.ndarray, window: np.ndarray) -> np.ndarray:
     """``|rfft(window * frame)|**2`` per row, float32."""
-    spectrum = scipy.fft.rfft(frames * window, axis=-1)
+    spectrum = np.fft.rfft(frames * window, axis=-1)
     return spectrum.real**2 + spectrum.imag**2
 
 
@@ -63,6 +64,23 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     linear = f_sp * mel
     log = min_log_hz * np.exp(logstep * (np.maximum(mel, min_log_mel) - min_log_mel))
     return np.where(mel >= min_log_mel, log, linear)
+
+
+def fast_length(n: int) -> int:
+    """The smallest length >= ``n`` whose only prime factors are 2, 3 and 5 (as
+    ``scipy.fft.next_fast_len``): pocketfft is fastest on those."""
+    best = 1 << max(0, (n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < n:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
 
 
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
@@ -133,7 +151,7 @@ class DCT2:
         self._imag_sign = np.where(k <= n // 2, 1.0, -1.0).astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        spectrum = scipy.fft.rfft(x[:, self._order], axis=-1)[:, self._bin]
+        spectrum = np.fft.rfft(x[:, self._order], axis=-1)[:, self._bin]
         return spectrum.real * self._cos + (spectrum.imag * self._imag_sign) * self._sin
 
 
@@ -166,9 +184,9 @@ def yin(
 
     # Autocorrelation, lags 0..max_period, through the power spectrum of the row padded
     # enough that no lag wraps round (librosa pads to twice the row: the same numbers).
-    n_fft = scipy.fft.next_fast_len(length + max_period, real=True)
-    spectrum = scipy.fft.rfft(frames, n_fft, axis=-1)
-    acf = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n_fft, axis=-1)[:, : max_period + 1]
+    n_fft = fast_length(length + max_period)
+    spectrum = np.fft.rfft(frames, n_fft, axis=-1)
+    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n_fft, axis=-1)[:, : max_period + 1]
     # d(k) = 2 (acf(0) - acf(k)) - (energy of the first k samples)
     energy = np.cumsum(np.square(frames[:, :max_period]), axis=-1)
     difference = 2 * (acf[:, :1] - acf[:, 1:]) - energy
