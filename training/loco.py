@@ -184,6 +184,8 @@ def markdown(report: dict) -> str:
         "",
     ]
     rows = [r for r in ("baseline", "loco") if r in report]
+    if not rows:
+        return "\n".join(lines + folds_markdown(report)) + "\n"
     lines.append("The mean is over the corpora each model did not train on.")
     lines.append("")
     head = "| model | " + " | ".join(report["corpora"]) + " | mean |"
@@ -220,7 +222,26 @@ def markdown(report: dict) -> str:
             if entry:
                 recalls = ", ".join(f"{k} {v:.2f}" for k, v in entry["recall"].items())
                 lines.append(f"- {corpus}: {recalls} (no verdict: {entry['no_verdict']})")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + folds_markdown(report)) + "\n"
+
+
+def folds_markdown(report: dict) -> list[str]:
+    folds = report.get("folds")
+    if not folds:
+        return []
+    recalls = ", ".join(f"{k} {v:.2f}" for k, v in folds["recall"].items())
+    return [
+        "",
+        f"## Second figure: {folds['corpus']} speakers held out ({folds['folds']} folds)",
+        "",
+        f"Each fold trained on every training corpus except 1/{folds['folds']} of "
+        f"{folds['corpus']}'s speakers, and scored on those speakers' clips.",
+        "",
+        f"- UAR {folds['uar_mean']:.3f} ± {folds['uar_std']:.3f} "
+        f"(folds: {', '.join(f'{u:.3f}' for u in folds['uar_per_fold'])}; chance "
+        f"{folds['chance']:.3f}; {folds['clips']} clips)",
+        f"- recall: {recalls}",
+    ]
 
 
 def install(model: Path) -> None:
@@ -259,6 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="train on every Nth window of a clip (neighbours overlap by 75%%; default 1)",
     )
+    parser.add_argument(
+        "--speaker-folds",
+        metavar="CORPUS:K",
+        help="the second figure: K fits, each trained on every corpus but 1/K of CORPUS's "
+        "speakers, scored on those speakers' clips (e.g. ravdess:4)",
+    )
+    parser.add_argument(
+        "--no-loco",
+        action="store_true",
+        help="skip the held-out-corpus fits (with --speaker-folds)",
+    )
     parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
     parser.add_argument("--baseline-only", action="store_true", help="score --baseline only")
     parser.add_argument(
@@ -271,6 +303,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.baseline_only and not args.baseline:
         parser.error("--baseline-only needs --baseline MODEL")
+    folds = None
+    if args.speaker_folds:
+        corpus, _, k = args.speaker_folds.partition(":")
+        if corpus not in CORPORA or not k.isdigit() or int(k) < 2:
+            parser.error("--speaker-folds takes CORPUS:K, a corpus name and K >= 2")
+        folds = (corpus, int(k))
+    if args.no_loco and not folds:
+        parser.error("--no-loco needs --speaker-folds")
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     for name, value in (
         ("epochs", args.epochs),
@@ -314,12 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         report["baseline_mean_held_out"] = mean_uar(report["baseline"], held_out_only=True)
 
     if not args.baseline_only:
-        train_all(args, cfg, utterances, corpora, of, run_dir, report)
+        train_all(args, cfg, utterances, corpora, of, run_dir, report, folds)
 
     predictions = {}
     for row in ("baseline", "loco"):
         for entry in report.get(row, {}).values():
             predictions.setdefault(row, []).extend(entry.pop("predictions"))
+    if "folds" in report:
+        predictions["folds"] = report["folds"].pop("predictions")
     for row, rows in predictions.items():
         with open(run_dir / f"predictions_{row}.csv", "w") as f:
             f.write("path,true," + ",".join(f"p_{e}" for e in EMOTIONS) + "\n")
@@ -335,7 +377,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
+def score_folds(trainer, fold_pending, corpus: str, utterances: list[Utterance]) -> dict:
+    """Each fold's model on its own held-out speakers' clips; UAR per fold, and recall and
+    confusion over every clip of the corpus (each scored by the fold that held it out)."""
+    true, probabilities, uars, predictions = [], [], [], []
+    for i, (test_speakers, pending) in enumerate(fold_pending):
+        model, epochs = trainer.export(pending, {})
+        clips = [u for u in utterances if u.corpus == corpus and u.speaker in test_speakers]
+        entry = score_model(model, clips)
+        uars.append(entry["uar"])
+        log(f"{corpus} fold {i + 1}: UAR {entry['uar']:.3f} (best epochs {epochs})")
+        true += [u.emotion for u in clips]
+        predictions += entry["predictions"]
+        probabilities += [
+            None if not row[2] else np.array([float(v) for v in row[2:]])
+            for row in entry["predictions"]
+        ]
+    labels = [e for e in EMOTIONS if e in true]
+    pooled = closed_set_scores(true, probabilities, labels)
+    pooled.update(
+        corpus=corpus,
+        folds=len(fold_pending),
+        uar_per_fold=[round(u, 4) for u in uars],
+        uar_mean=float(np.mean(uars)),
+        uar_std=float(np.std(uars)),
+        predictions=predictions,
+    )
+    log(f"{corpus} speaker folds: UAR {pooled['uar_mean']:.3f} ± {pooled['uar_std']:.3f}")
+    return pooled
+
+
+def speaker_folds(utterances: list[Utterance], corpus: str, k: int) -> list[set[str]]:
+    """``corpus``'s speakers in ``k`` folds, every ``k``-th speaker in sorted order (RAVDESS:
+    odd actors are male, even female, so each fold gets both)."""
+    speakers = sorted({u.speaker for u in utterances if u.corpus == corpus})
+    return [set(speakers[i::k]) for i in range(k)]
+
+
+def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -> None:
     from training.jobs import FitScheduler
     from training.windows import extract_windows
 
@@ -362,7 +441,8 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
             # out, a corpus that is only scored leaves the training set whole: that fit is
             # the shipped model, trained once.
             trainable = usable & ~np.isin(win_corpus, cfg.score_only_corpora)
-            for corpus in [*corpora, *(["final"] if args.install else [])]:
+            held_out = [] if args.no_loco else list(corpora)
+            for corpus in [*held_out, *(["final"] if args.install else [])]:
                 val = validation_speakers(utterances, corpus)
                 train_mask = trainable & (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
                 val_mask = np.isin(win_speaker, list(val)) & (copy == 0) & trainable
@@ -374,20 +454,41 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report) -> None:
                     pending[corpus] = trainer.queue(
                         name, train_mask, val_mask if val_mask.any() else None, run_dir / name
                     )
+            fold_pending = []
+            if folds:  # the second figure: speakers of one corpus held out, the rest in
+                fold_corpus, k = folds
+                val = validation_speakers(utterances, fold_corpus)  # none of fold_corpus's
+                for i, test_speakers in enumerate(speaker_folds(utterances, fold_corpus, k)):
+                    held = np.isin(win_speaker, list(test_speakers))
+                    train_mask = trainable & ~held & ~np.isin(win_speaker, list(val))
+                    val_mask = np.isin(win_speaker, list(val)) & (copy == 0) & trainable
+                    name = f"{fold_corpus}-fold{i + 1}"
+                    fold_pending.append(
+                        (test_speakers, trainer.queue(name, train_mask, val_mask, run_dir / name))
+                    )
             for corpus in corpora:
-                if corpus not in pending:
+                if corpus not in pending or corpus == "final":
                     continue
                 model, epochs = trainer.export(pending[corpus], {})
                 entry = score_model(model, of[corpus])
                 report["loco"][corpus] = entry
                 log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
-            report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
-            log(f"LOCO mean UAR {report['loco_mean']:.3f}")
+            if report["loco"]:
+                report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
+                log(f"LOCO mean UAR {report['loco_mean']:.3f}")
+            else:
+                del report["loco"]
+            if fold_pending:
+                report["folds"] = score_folds(trainer, fold_pending, folds[0], utterances)
             if "final" in pending:
-                metrics = {
-                    "loco_uar": {c: round(e["uar"], 4) for c, e in report["loco"].items()},
-                    "loco_mean_uar": round(report["loco_mean"], 4),
-                }
+                metrics = {}
+                if "loco" in report:
+                    metrics["loco_uar"] = {c: round(e["uar"], 4) for c, e in report["loco"].items()}
+                    metrics["loco_mean_uar"] = round(report["loco_mean"], 4)
+                if "folds" in report:
+                    metrics[f"{report['folds']['corpus']}_speaker_folds_uar"] = round(
+                        report["folds"]["uar_mean"], 4
+                    )
                 model, epochs = trainer.export(pending["final"], metrics)
                 log(f"final model: best epochs {epochs}, {model}")
                 report["final_best_epochs"] = epochs
