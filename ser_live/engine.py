@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live import SAMPLE_RATE
+from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
@@ -91,9 +92,14 @@ class Engine:
             spec.min_speech_ratio if min_speech_ratio is None else min_speech_ratio
         )
         self.smoother = Smoother(smoothing)
+        if voice_shifts and not spec.voice_shifts:
+            raise ModelError(
+                "this model was not measured with voice shifts (its sidecar lists none): "
+                "drop --voice-shifts"
+            )
         self.shifter = (
             VoiceShifter(spec.voice_shifts, self.frontend.window_samples, DEFAULT_SETTINGS)
-            if voice_shifts and spec.voice_shifts
+            if voice_shifts
             else None
         )
         self._tail = StreamTail()  # audio for the shifted copies

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +76,25 @@ def test_analyze_writes_timeline_and_summary(tmp_path):
 
 
 def test_voice_shifts_score_the_same_windows_with_copies(tmp_path):
+    from ser_live.model import DEFAULT_MODEL
+
+    model = tmp_path / "model.tflite"  # the shipped model, its sidecar asking for shifts
+    shutil.copy(DEFAULT_MODEL, model)
+    sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    sidecar["voice_shifts"] = [-2.0, -1.0, 1.0, 2.0]
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
     shifted, plain = tmp_path / "shifted.csv", tmp_path / "plain.csv"
-    assert run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(plain)).returncode == 0
-    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(shifted), "--voice-shifts")
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(plain), "--model", str(model))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli(
+        "analyze",
+        str(SPEECH_CLIP),
+        "--timeline",
+        str(shifted),
+        "--voice-shifts",
+        "--model",
+        str(model),
+    )
     assert proc.returncode == 0, proc.stderr
     with_copies, alone = read_csv(shifted), read_csv(plain)
     assert [(w["start_s"], w["speech"]) for w in with_copies] == [
@@ -87,7 +105,14 @@ def test_voice_shifts_score_the_same_windows_with_copies(tmp_path):
         for a, b in zip(with_copies, alone, strict=True)
         if a["speech"] == "1"
     ]
-    assert differs and min(differs) > 1e-4  # the shipped model's sidecar asks for shifts
+    assert differs and min(differs) > 1e-4
+    # A model measured without shifts (its sidecar lists none) refuses them, in one line.
+    sidecar["voice_shifts"] = []
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--voice-shifts", "--model", str(model))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    assert "voice shifts" in proc.stderr
 
 
 def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
