@@ -11,6 +11,7 @@ engine threads' CPU use, dropped audio blocks per side and resident memory over 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
+from tests.conftest import null_sink
 
 OTHER_SINK = "ser_live_bench_other"
 
@@ -44,19 +46,19 @@ def main() -> None:
     # Record the sink we play into, whatever the machine's default source is.
     os.environ.setdefault("PULSE_SOURCE", "ser_live_sink.monitor")
 
+    sinks = contextlib.ExitStack()  # the other side's sink, removed however the run ends
+    if args.sides == 2:
+        sinks.enter_context(null_sink(OTHER_SINK))
+    with sinks:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets
 
     from ser_live.gui.main_window import OTHER, YOU, MainWindow
 
-    module = None
-    if args.sides == 2:
-        module = subprocess.run(
-            ["pactl", "load-module", "module-null-sink", f"sink_name={OTHER_SINK}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
     app = QtWidgets.QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp())
@@ -112,8 +114,6 @@ def main() -> None:
     window.close()
     for sink in sinks:
         subprocess.run(["pkill", "-f", f"paplay --device {sink} "], check=False)
-    if module:
-        subprocess.run(["pactl", "unload-module", module], check=False)
     print(
         f"listened {wall / 60:.1f} min to {len(sessions)} side(s): {paints / wall:.1f} fps, "
         f"UI thread {100 * ui_cpu / wall:.1f}% of one core, "

@@ -18,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import null_sink  # noqa: E402
+
 FIXTURES = ROOT / "tests" / "fixtures" / "corpus" / "ravdess"
 OTHER_SINK = "ser_live_screenshot_other"
 TURNS = [  # (side's sink, clip), one voice per side: see tests/fixtures/README.md
@@ -29,24 +31,17 @@ TURNS = [  # (side's sink, clip), one voice per side: see tests/fixtures/README.
 
 
 def main(out_dir: str) -> None:
+    os.environ.setdefault("PULSE_SOURCE", "ser_live_sink.monitor")
+    with null_sink(OTHER_SINK, "call-output"):
+        shoot(Path(out_dir))
+
+
+def shoot(out: Path) -> None:
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets
 
     from ser_live.gui.main_window import OTHER, YOU, MainWindow
 
-    os.environ.setdefault("PULSE_SOURCE", "ser_live_sink.monitor")
-    module = subprocess.run(
-        [
-            "pactl",
-            "load-module",
-            "module-null-sink",
-            f"sink_name={OTHER_SINK}",
-            "sink_properties=device.description=call-output",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
     pg.setConfigOptions(antialias=True, background="w", foreground="k")
     app = QtWidgets.QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp())
@@ -90,7 +85,6 @@ def main(out_dir: str) -> None:
     for _ in range(20):
         app.processEvents()
         time.sleep(0.01)
-    out = Path(out_dir)
     window.grab().save(str(out / "screenshot.png"))
     while talk.is_alive():
         app.processEvents()
@@ -105,7 +99,6 @@ def main(out_dir: str) -> None:
     print(f"saved {out / 'screenshot.png'} and {out / 'review.png'}")
     review.close()
     window.close()
-    subprocess.run(["pactl", "unload-module", module], check=False)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,21 @@ def pulse_ready() -> bool:
     return ok
 
 
+@contextlib.contextmanager
+def null_sink(name: str, description: str | None = None):
+    """A PulseAudio null sink for the block: yields (sink name, module id). Its monitor,
+    ``<name>.monitor``, records whatever is played into it. Unloaded at the end unless
+    the block already did (a device pulled mid-session)."""
+    command = ["pactl", "load-module", "module-null-sink", f"sink_name={name}"]
+    if description:
+        command.append(f"sink_properties=device.description={description}")
+    module = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield name, module
+    finally:
+        subprocess.run(["pactl", "unload-module", module], check=False, capture_output=True)
+
+
 class PrivatePulseServer:
     """A PulseAudio server of a test's own (own socket, own null sink), to kill at will:
     the way to pull a device out from under a session without touching anyone else's."""

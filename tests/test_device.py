@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, pulse_ready, run_cli
+from tests.conftest import SPEECH_CLIP, null_sink, pulse_ready, run_cli
 
 P_COLS = [f"p_{e}" for e in EMOTIONS]
 
@@ -29,15 +29,8 @@ def pulse_sink():
         pytest.skip(
             "PulseAudio null sink unavailable (apt-get install pulseaudio libasound2-plugins)"
         )
-    name = f"ser_live_test_{os.getpid()}"
-    module = subprocess.run(
-        ["pactl", "load-module", "module-null-sink", f"sink_name={name}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    yield name
-    subprocess.run(["pactl", "unload-module", module], check=False)
+    with null_sink(f"ser_live_test_{os.getpid()}") as (name, _):
+        yield name
 
 
 def test_devices_lists_the_sink(pulse_sink):
@@ -122,21 +115,8 @@ def other_sink():
     The test unloads it mid-session; whatever is left is unloaded at the end."""
     if not pulse_ready():
         pytest.skip("PulseAudio unavailable (apt-get install pulseaudio pulseaudio-utils)")
-    name = f"ser_live_other_{os.getpid()}"
-    module = subprocess.run(
-        [
-            "pactl",
-            "load-module",
-            "module-null-sink",
-            f"sink_name={name}",
-            "sink_properties=device.description=customer-line",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    yield name, module
-    subprocess.run(["pactl", "unload-module", module], check=False, capture_output=True)
+    with null_sink(f"ser_live_other_{os.getpid()}", "customer-line") as sink:
+        yield sink
 
 
 def analyze_summary(clip: Path, tmp_path: Path) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from PySide6 import QtCore
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, pulse_ready
+from tests.conftest import SPEECH_CLIP, null_sink, pulse_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -232,17 +232,9 @@ def second_sink():
     if not pulse_ready():
         pytest.skip("no PulseAudio here (apt-get install pulseaudio pulseaudio-utils)")
     import os
-    import subprocess
 
-    name = f"ser_live_gui_other_{os.getpid()}"
-    module = subprocess.run(
-        ["pactl", "load-module", "module-null-sink", f"sink_name={name}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    yield name
-    subprocess.run(["pactl", "unload-module", module], check=False, capture_output=True)
+    with null_sink(f"ser_live_gui_other_{os.getpid()}") as (name, _):
+        yield name
 
 
 def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
