@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-loco",
         action="store_true",
-        help="skip the held-out-corpus fits (with --speaker-folds)",
+        help="skip the held-out-corpus fits (with --install alone: just the shipped model)",
     )
     parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
     parser.add_argument("--baseline-only", action="store_true", help="score --baseline only")
@@ -309,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         if corpus not in CORPORA or not k.isdigit() or int(k) < 2:
             parser.error("--speaker-folds takes CORPUS:K, a corpus name and K >= 2")
         folds = (corpus, int(k))
-    if args.no_loco and not folds:
-        parser.error("--no-loco needs --speaker-folds")
+    if args.no_loco and not (folds or args.install):
+        parser.error("--no-loco needs --speaker-folds or --install")
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     for name, value in (
         ("epochs", args.epochs),
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "loco.json").write_text(json.dumps(report, indent=1) + "\n")
     (run_dir / "loco.md").write_text(markdown(report))
     log(f"report: {run_dir / 'loco.md'}")
-    if args.install:
+    if args.install and "loco" in report:  # a model card only from a whole report
         card = ROOT / "models" / "card"
         card.mkdir(exist_ok=True)
         for name in ("loco.md", "loco.json"):
