@@ -31,6 +31,13 @@ from ser_live.sources import FileSource, all_inputs, open_source
 from ser_live.spectrogram import LogMelTap
 
 PAINT_MS = 33
+#: The level meters move every third paint (10 per second): a progress bar repaints on
+#: every change, about a millisecond each, which at 30 per second per side was a tenth
+#: of the UI thread.
+LEVEL_EVERY = 3
+#: The spectrogram scrolls at 15 frames a second: scaling its image into the view was half
+#: the UI thread's drawing, and it reads the same at half the rate.
+SPECTROGRAM_EVERY = 2
 #: The two sides of a call; their names in the log are the user's (settings).
 YOU, OTHER = "you", "other"
 SIDES = (YOU, OTHER)
@@ -459,8 +466,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 audio = np.concatenate(blocks)
                 if side == YOU:
                     self.spectrogram.add_columns(self.tap.feed(audio))
-                rms = float(np.sqrt(np.mean(audio[-1600:].astype(np.float64) ** 2)))
-                panel.show_level(20 * np.log10(max(rms, 1e-6)))
+                if self.paints % LEVEL_EVERY == 0:
+                    rms = float(np.sqrt(np.mean(audio[-1600:].astype(np.float64) ** 2)))
+                    panel.show_level(20 * np.log10(max(rms, 1e-6)))
             for update in updates:
                 timeline.add(update.end_s, update.probabilities)
                 if update.speech:
@@ -491,7 +499,8 @@ class MainWindow(QtWidgets.QMainWindow):
         ended = [side for side, session in self.sessions.items() if not session.running]
         for side in ended:
             self._side_ended(side, self._end_side(side))
-        self.spectrogram.paint()
+        if self.paints % SPECTROGRAM_EVERY == 0:
+            self.spectrogram.paint()
         for timeline in self.timelines.values():
             timeline.paint()
         self.paints += 1

@@ -17,7 +17,7 @@ class SpectrogramView(pg.PlotWidget):
     contiguous slice, with no copy and no roll.
     """
 
-    def __init__(self, seconds: float = 10.0, columns_per_s: int = 100, n_mels: int = 64) -> None:
+    def __init__(self, seconds: float = 10.0, columns_per_s: int = 50, n_mels: int = 64) -> None:
         super().__init__()
         self.n = int(seconds * columns_per_s)
         self.columns_per_s = columns_per_s
@@ -55,6 +55,10 @@ class SpectrogramView(pg.PlotWidget):
             self._dirty = False
 
 
+#: How far the session clock moves before a timeline scrolls with it.
+FOLLOW_STEP_S = 0.25
+
+
 class TimelineView(pg.PlotWidget):
     """Rolling emotion probabilities: one line per emotion, gaps where there is no speech."""
 
@@ -68,6 +72,7 @@ class TimelineView(pg.PlotWidget):
         self._p = np.full((capacity, len(EMOTIONS)), np.nan, dtype=np.float32)
         self._count = 0
         self._dirty = False
+        self._scrolled = False  # the clock moved, the data did not
         self.now = 0.0
         self.addLegend(offset=(5, 5), labelTextSize="8pt", colCount=4)
         self.curves = [
@@ -110,10 +115,14 @@ class TimelineView(pg.PlotWidget):
         self._dirty = True
 
     def follow(self, now: float) -> None:
-        """Scroll to session time ``now`` (the timelines of both sides share one clock)."""
-        if now > self.now:
+        """Scroll to session time ``now`` (the timelines of both sides share one clock).
+
+        Only in steps of a quarter second: the clock moves with every audio block, and
+        redrawing seven curves at every paint for it cost more than the rest of the
+        window together."""
+        if now >= self.now + FOLLOW_STEP_S:
             self.now = now
-            self._dirty = True
+            self._scrolled = True
 
     def clear_data(self) -> None:
         self._count = 0
@@ -128,14 +137,16 @@ class TimelineView(pg.PlotWidget):
         return self._count
 
     def paint(self) -> None:
-        if not self._dirty:
-            return
-        t = self._t[: self._count]
-        first = int(np.searchsorted(t, self.now - self.seconds - 1))
-        for i, curve in enumerate(self.curves):
-            curve.setData(t[first:], self._p[first : self._count, i], skipFiniteCheck=True)
-        self.setXRange(max(0.0, self.now - self.seconds), max(self.seconds, self.now), padding=0)
-        self._dirty = False
+        """New data: the curves and the range; the clock alone: the range."""
+        if self._dirty:
+            t = self._t[: self._count]
+            first = int(np.searchsorted(t, self.now - self.seconds - 1))
+            for i, curve in enumerate(self.curves):
+                curve.setData(t[first:], self._p[first : self._count, i], skipFiniteCheck=True)
+        if self._dirty or self._scrolled:
+            low = max(0.0, self.now - self.seconds)
+            self.setXRange(low, max(self.seconds, self.now), padding=0)
+        self._dirty = self._scrolled = False
 
 
 class EmotionPanel(QtWidgets.QFrame):
@@ -219,7 +230,9 @@ class EmotionPanel(QtWidgets.QFrame):
         self.speech.setStyleSheet("color: #9e9e9e;")
 
     def show_level(self, level_db: float) -> None:
-        self.level.setValue(int(max(-60.0, min(0.0, level_db))))
+        value = int(max(-60.0, min(0.0, level_db)))
+        if value != self.level.value():  # a styled bar repaints on every set
+            self.level.setValue(value)
 
     def show_state(self, text: str, warning: bool = False) -> None:
         self.state.setText(text)
