@@ -15,7 +15,14 @@ import numpy as np
 
 from ser_live import __version__
 from ser_live.errors import SerLiveError
-from ser_live.review import SessionRecord, SideSummary, Track, dominant, summarise_all
+from ser_live.review import (
+    PEAK_EMOTIONS,
+    SessionRecord,
+    SideSummary,
+    Track,
+    dominant,
+    summarise_all,
+)
 
 EMOTION_COLOURS = {
     "neutral": "#9e9e9e",
@@ -44,6 +51,11 @@ def clock(seconds: float) -> str:
     h, rest = divmod(s, 3600)
     m, sec = divmod(rest, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def duration(seconds: float) -> str:
+    """A length of time: seconds under a minute, else as ``clock``."""
+    return f"{seconds:.1f} s" if seconds < 60 else clock(seconds)
 
 
 def _esc(text: object) -> str:
@@ -149,7 +161,7 @@ def side_html(record: SessionRecord, summary: SideSummary) -> str:
 <h2>{_esc(summary.speaker)}</h2>
 <p class="note">source: {_esc(track.source)}</p>
 <table>
-<tr><th>time in speech</th><td class="num">{clock(summary.speech_s)}</td></tr>
+<tr><th>time in speech</th><td class="num">{duration(summary.speech_s)}</td></tr>
 <tr><th>most of the speech</th><td>{_esc(top) if top else "no speech heard"}</td></tr>
 </table>
 {shares_svg(summary)}
@@ -178,6 +190,19 @@ def render(record: SessionRecord) -> str:
         f"{_esc(label)}"
         for label in record.labels
     )
+    overview = "".join(
+        f'<tr><td>{_esc(s.speaker)}</td><td class="num">{clock(s.speech_s)}</td>'
+        f"<td>{_esc(dominant(s) or '–')}</td>"
+        + "".join(
+            f'<td class="num">{found[0].probability:.2f} at {clock(found[0].start_s)}</td>'
+            if found
+            else "<td>–</td>"
+            for found in s.peaks.values()
+        )
+        + "</tr>"
+        for s in summaries
+    )
+    peak_heads = "".join(f"<th>strongest {_esc(e)}</th>" for e in PEAK_EMOTIONS)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -188,9 +213,11 @@ def render(record: SessionRecord) -> str:
 <table>
 <tr><th>log</th><td>{_esc(record.path.name)}</td></tr>
 <tr><th>started</th><td>{_esc(record.started or "unknown")}</td></tr>
-<tr><th>length</th><td>{clock(record.duration_s)}</td></tr>
+<tr><th>length</th><td>{duration(record.duration_s)}</td></tr>
 <tr><th>sides</th><td>{_esc(", ".join(record.tracks) or "none")}</td></tr>
 </table>
+<table><tr><th>side</th><th>time in speech</th><th>most of the speech</th>{peak_heads}</tr>
+{overview}</table>
 <p>{legend}</p>
 {"".join(side_html(record, s) for s in summaries)}
 <h2>Markers</h2>
