@@ -1,6 +1,6 @@
 """The one feature extractor shared by the live engine and ``training/``.
 
-Per 20 ms frame: 40 MFCCs (from a 64-band log-mel spectrum), zero-crossing rate, RMS
+Per 10 ms frame: 40 MFCCs (from a 64-band log-mel spectrum), zero-crossing rate, RMS
 level in dB and the fundamental frequency (YIN) in semitones. Frames are computed with
 ``center=False``: frame ``i`` depends only on the 800 samples from ``i * hop`` (the pitch
 tracker needs two periods of its lowest pitch; the 512-sample spectral frame sits in the
@@ -29,17 +29,14 @@ import numpy as np
 from ser_live import SAMPLE_RATE, dsp
 
 #: Bumped whenever the numbers this module computes change; stored in the sidecar.
-FEATURE_VERSION = 4
+FEATURE_VERSION = 3
 
 
 @dataclass(frozen=True)
 class FeatureSettings:
     sample_rate: int = SAMPLE_RATE
     n_fft: int = 512
-    # 20 ms: emotion lives in prosody and voice quality that change over tens of
-    # milliseconds (the network averaged 10 ms frames in pairs before its first layer),
-    # and half the frames halve the front end's cost, the larger part of `analyze`'s.
-    hop_length: int = 320
+    hop_length: int = 160
     n_mels: int = 64
     n_mfcc: int = 40
     fmin: float = 50.0

@@ -396,7 +396,7 @@ def test_the_scheduler_runs_a_job_as_soon_as_what_it_waits_for_is_done(tmp_path)
     assert all(f.result().job.checkpoint.exists() for f in futures)
 
 
-@pytest.mark.parametrize(("bands", "time_pool"), [(64, 2), (32, 4)])  # 40 and 80 ms steps
+@pytest.mark.parametrize(("bands", "time_pool"), [(64, 4), (32, 8)])  # 40 and 80 ms steps
 def test_conv2d_network_sees_the_log_mel_spectrum_the_mfccs_came_from(bands, time_pool):
     import keras
 

@@ -147,7 +147,7 @@ def training_batches(
 ):
     """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
 
-    Masks: each window loses up to two time spans of up to 10 frames (200 ms) and one band of up to
+    Masks: each window loses up to two time spans of up to 20 frames and one band of up to
     8 features (set to 0, the standardised mean): the model cannot lean on any one moment or
     coefficient, which is what a new speaker or microphone changes. Mixup blends each window
     (and its label and weight) with another window of the batch.
@@ -177,7 +177,7 @@ def training_batches(
             if cfg.spec_augment:
                 for window in batch:
                     for _ in range(self.rng.integers(0, 3)):
-                        width = self.rng.integers(1, 11)
+                        width = self.rng.integers(1, 21)
                         start = self.rng.integers(0, n_frames - width)
                         window[start : start + width] = 0.0
                     width = self.rng.integers(0, 9)
