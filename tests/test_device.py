@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, null_sink, pulse_ready, run_cli
+from tests.conftest import SPEECH_CLIP, null_sink, pulse_ready, run_cli, write_audio
 
 P_COLS = [f"p_{e}" for e in EMOTIONS]
 
@@ -132,13 +132,18 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     """Your side on PortAudio's "pulse" device, the other side on a second sink's monitor
     (a PulseAudio source by name): each timeline finds its own recording, agrees with
     ``analyze`` on it, and when the other sink is removed mid-call your side carries on."""
+    from ser_live.audio_io import load_audio
+
     other, other_module = other_sink
+    # The customer says the sad sentence twice: a few more windows, so that the mean the
+    # live side heard does not hang on where the window grid falls in one short clip.
+    customer_wav = write_audio(tmp_path / "customer.wav", np.tile(load_audio(OTHER_CLIP), 2))
     live_csv = tmp_path / "call.csv"
     exe = str(Path(sys.executable).parent / "ser-live")
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
     command = [exe, "listen", "--device", "pulse", "--other-device", f"pulse:{other}.monitor"]
     command += ["--speaker", "agent", "--other-speaker", "customer"]
-    command += ["--duration", "16", "--csv", str(live_csv)]
+    command += ["--duration", "18", "--csv", str(live_csv)]
     listen = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -149,7 +154,7 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
         time.sleep(0.1)
     time.sleep(1.0)
     subprocess.run(["paplay", "--device", pulse_sink, str(SPEECH_CLIP)], check=True, timeout=30)
-    subprocess.run(["paplay", "--device", other, str(OTHER_CLIP)], check=True, timeout=30)
+    subprocess.run(["paplay", "--device", other, str(customer_wav)], check=True, timeout=30)
     time.sleep(1.0)
     subprocess.run(["pactl", "unload-module", other_module], check=True)  # the call ends
     out, err = listen.communicate(timeout=60)
@@ -171,7 +176,7 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     assert agent_last < customer_first + 1.0
     assert all(float(r["start_s"]) > 3.0 for r in speech["customer"])  # silent before
     # Each agrees with analyze on its own recording.
-    for side, clip in (("agent", SPEECH_CLIP), ("customer", OTHER_CLIP)):
+    for side, clip in (("agent", SPEECH_CLIP), ("customer", customer_wav)):
         offline = analyze_summary(clip, tmp_path)
         live = mean_probabilities(speech[side])
         assert EMOTIONS[int(live.argmax())] == offline["emotion"], side
@@ -180,7 +185,7 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     lost = [r for r in rows if r["speaker"] == "customer" and r["note"].startswith("error:")]
     assert len(lost) == 1 and "is gone" in lost[0]["note"]
     lost_at = float(lost[0]["end_s"])
-    assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(16.0)
-    assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 16.0
+    assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(18.0)
+    assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 18.0
     assert rows[-1]["speaker"] == "agent" and rows[-1]["note"].startswith("stopped")
     assert len(out.splitlines()) == len(windows["agent"]) + len(windows["customer"])
