@@ -228,6 +228,11 @@ class Classifier:
             )
         self.quantized = self._run.quantized
 
+    def clone(self) -> Classifier:
+        """Another interpreter of the same model, for another thread (each side of a call
+        runs its engine on a worker of its own)."""
+        return Classifier(self.path, self.spec)
+
     def warm_up(self) -> None:
         with _quiet_native_stderr():  # XNNPACK may announce itself on the first invoke
             self.predict(np.zeros(self.spec.input_shape, dtype=np.float32))

@@ -255,6 +255,8 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
     window.name_edits[OTHER].setText("customer")
     window.start_listening()
     assert window.state == "listening" and set(window.sessions) == {YOU, OTHER}
+    engines = [s.engine for s in window.sessions.values()]
+    assert engines[0].classifier is not engines[1].classifier  # one interpreter per thread
     qtbot.waitUntil(lambda: all(s.engine.stream_s > 0.5 for s in window.sessions.values()))
     shown: dict[str, set] = {YOU: set(), OTHER: set()}
     bar_sums: list[int] = []

@@ -118,3 +118,13 @@ def test_cli_reports_a_bad_model_in_one_line(model_copy):
     assert proc.returncode == 1
     assert_one_line_error(proc)
     assert "feature settings" in proc.stderr
+
+
+def test_a_clone_is_another_interpreter_with_the_same_answers(classifier, speech):
+    from ser_live.features import frame_features, normalise_window
+
+    window = normalise_window(frame_features(speech[:32000]))
+    twin = classifier.clone()
+    assert twin is not classifier and twin._interp is not classifier._interp
+    assert twin.spec == classifier.spec
+    np.testing.assert_array_equal(twin.predict(window), classifier.predict(window))

@@ -241,8 +241,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_error = str(exc)
 
     def _new_engine(self) -> Engine:
+        """An engine for one side's worker, with an interpreter of its own: a Classifier
+        is not thread-safe, and two sides run at once."""
         return Engine(
-            self.classifier,
+            self.classifier.clone(),
             smoothing=self.smoothing_box.value(),
             vad_aggressiveness=self.vad_box.value(),
         )
