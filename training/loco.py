@@ -81,14 +81,22 @@ def closed_set_scores(
     }
 
 
-def score_model(model: Path, utterances: list[Utterance], jobs: int | None = None) -> dict:
-    """Every clip of ``utterances`` through the engine, as ``analyze --summary`` does."""
+def clip_probabilities(model: Path, utterances: list[Utterance]) -> list[np.ndarray | None]:
+    """Every clip of ``utterances`` through the engine, as ``analyze --summary`` does: the
+    mean probabilities of its speech windows (None for a clip with no verdict)."""
     from ser_live.analysis import EngineOptions, Task, analyze_many
 
-    results = analyze_many([Task(Path(u.path)) for u in utterances], EngineOptions(model), jobs)
-    probabilities = []
-    for result in results:
-        probabilities.append(None if result.error else result.speech_probabilities)
+    results = analyze_many([Task(Path(u.path)) for u in utterances], EngineOptions(model))
+    return [None if r.error else r.speech_probabilities for r in results]
+
+
+def score_model(model: Path, utterances: list[Utterance]) -> dict:
+    """Scores of ``model`` on every clip of ``utterances``."""
+    return scores(utterances, clip_probabilities(model, utterances))
+
+
+def scores(utterances: list[Utterance], probabilities: list[np.ndarray | None]) -> dict:
+    """Closed-set scores over the clips' own labels, and a prediction row per clip."""
     labels = [e for e in EMOTIONS if any(u.emotion == e for u in utterances)]
     out = closed_set_scores([u.emotion for u in utterances], probabilities, labels)
     out["predictions"] = [
@@ -380,28 +388,22 @@ def main(argv: list[str] | None = None) -> int:
 def score_folds(trainer, fold_pending, corpus: str, utterances: list[Utterance]) -> dict:
     """Each fold's model on its own held-out speakers' clips; UAR per fold, and recall and
     confusion over every clip of the corpus (each scored by the fold that held it out)."""
-    true, probabilities, uars, predictions = [], [], [], []
+    all_clips, all_probabilities, uars = [], [], []
     for i, (test_speakers, pending) in enumerate(fold_pending):
         model, epochs = trainer.export(pending, {})
         clips = [u for u in utterances if u.corpus == corpus and u.speaker in test_speakers]
-        entry = score_model(model, clips)
-        uars.append(entry["uar"])
-        log(f"{corpus} fold {i + 1}: UAR {entry['uar']:.3f} (best epochs {epochs})")
-        true += [u.emotion for u in clips]
-        predictions += entry["predictions"]
-        probabilities += [
-            None if not row[2] else np.array([float(v) for v in row[2:]])
-            for row in entry["predictions"]
-        ]
-    labels = [e for e in EMOTIONS if e in true]
-    pooled = closed_set_scores(true, probabilities, labels)
+        probabilities = clip_probabilities(model, clips)
+        uars.append(scores(clips, probabilities)["uar"])
+        log(f"{corpus} fold {i + 1}: UAR {uars[-1]:.3f} (best epochs {epochs})")
+        all_clips += clips
+        all_probabilities += probabilities
+    pooled = scores(all_clips, all_probabilities)
     pooled.update(
         corpus=corpus,
         folds=len(fold_pending),
         uar_per_fold=[round(u, 4) for u in uars],
         uar_mean=float(np.mean(uars)),
         uar_std=float(np.std(uars)),
-        predictions=predictions,
     )
     log(f"{corpus} speaker folds: UAR {pooled['uar_mean']:.3f} ± {pooled['uar_std']:.3f}")
     return pooled
@@ -441,33 +443,38 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -
             # out, a corpus that is only scored leaves the training set whole: that fit is
             # the shipped model, trained once.
             trainable = usable & ~np.isin(win_corpus, cfg.score_only_corpora)
+
+            def masks(held: np.ndarray, val: set[str]) -> tuple[np.ndarray, np.ndarray | None]:
+                """Training windows (neither held out nor validation) and the validation
+                speakers' clean windows (None if there are none)."""
+                is_val = np.isin(win_speaker, list(val))
+                val_mask = is_val & (copy == 0) & trainable
+                return trainable & ~held & ~is_val, val_mask if val_mask.any() else None
+
             held_out = [] if args.no_loco else list(corpora)
             for corpus in [*held_out, *(["final"] if args.install else [])]:
-                val = validation_speakers(utterances, corpus)
-                train_mask = trainable & (win_corpus != corpus) & ~np.isin(win_speaker, list(val))
-                val_mask = np.isin(win_speaker, list(val)) & (copy == 0) & trainable
+                train_mask, val_mask = masks(
+                    win_corpus == corpus, validation_speakers(utterances, corpus)
+                )
                 same = [p for p in pending.values() if np.array_equal(p.train_mask, train_mask)]
                 if same:
                     pending[corpus] = same[0]
                 elif train_mask.any():
                     name = "final" if corpus == "final" else f"without-{corpus}"
-                    pending[corpus] = trainer.queue(
-                        name, train_mask, val_mask if val_mask.any() else None, run_dir / name
-                    )
+                    pending[corpus] = trainer.queue(name, train_mask, val_mask, run_dir / name)
             fold_pending = []
             if folds:  # the second figure: speakers of one corpus held out, the rest in
                 fold_corpus, k = folds
                 val = validation_speakers(utterances, fold_corpus)  # none of fold_corpus's
                 for i, test_speakers in enumerate(speaker_folds(utterances, fold_corpus, k)):
                     held = np.isin(win_speaker, list(test_speakers))
-                    train_mask = trainable & ~held & ~np.isin(win_speaker, list(val))
-                    val_mask = np.isin(win_speaker, list(val)) & (copy == 0) & trainable
+                    train_mask, val_mask = masks(held, val)
                     name = f"{fold_corpus}-fold{i + 1}"
                     fold_pending.append(
                         (test_speakers, trainer.queue(name, train_mask, val_mask, run_dir / name))
                     )
             for corpus in corpora:
-                if corpus not in pending or corpus == "final":
+                if corpus not in pending:
                     continue
                 model, epochs = trainer.export(pending[corpus], {})
                 entry = score_model(model, of[corpus])
