@@ -61,7 +61,7 @@ def available() -> bool:
 def pulse_sources() -> list[dict]:
     """The server's sources: name, description and whether it is a sink's monitor."""
     out = []
-    entry: dict = {}
+    entry: dict | None = None  # lines before the first "Source #" belong to none
     for line in _pactl("list", "sources").splitlines():
         text = line.strip()
         if text.startswith("Source #"):
