@@ -272,6 +272,45 @@ def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
     assert weights.shape == (len(idx),) and (weights > 0).all()
 
 
+def test_partial_labels_leave_a_corpus_s_missing_emotions_out_of_its_loss():
+    """A window from a corpus without sad: its loss is the same whatever the network says
+    about sad, and its blended targets carry the union of both windows' label sets."""
+    from training.loco import label_sets
+    from training.neural import partial_label_loss, training_batches
+
+    n = len(EMOTIONS)
+    has = np.ones(n, dtype=np.float32)
+    no_sad = has.copy()
+    no_sad[EMOTIONS.index("sad")] = 0
+    target = np.eye(n, dtype=np.float32)[EMOTIONS.index("angry")]
+    outputs = np.full((2, n), 0.1, dtype=np.float32)
+    outputs[1, EMOTIONS.index("sad")] = 0.9  # much surer of sad, the rest as before
+    outputs /= outputs.sum(axis=1, keepdims=True)
+    y_true = np.stack([np.concatenate([target, no_sad])] * 2)
+    partial = np.asarray(partial_label_loss(y_true, outputs))
+    assert partial[0] == pytest.approx(partial[1], rel=1e-5)
+    y_all = np.stack([np.concatenate([target, has])] * 2)
+    full = np.asarray(partial_label_loss(y_all, outputs))
+    assert full[1] > full[0] + 0.5  # with every emotion allowed, sad's share costs
+
+    clips = find_utterances([CORPUS])
+    sets = label_sets(clips)
+    for clip, row in zip(clips, sets, strict=True):
+        corpus_labels = {u.emotion for u in clips if u.corpus == clip.corpus}
+        assert {EMOTIONS[i] for i in np.flatnonzero(row)} == corpus_labels
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 20, 6)).astype(np.float32)
+    y = np.arange(100) % n
+    window_sets = np.ones((100, n), dtype=bool)
+    window_sets[::2, EMOTIONS.index("sad")] = False
+    batches = training_batches(x, y, TrainConfig(spec_augment=False), label_sets=window_sets)
+    _, targets, _ = batches[0]
+    idx = batches.order[: len(targets)]
+    assert targets.shape == (len(idx), 2 * n)
+    assert (targets[:, n:] >= window_sets[idx]).all()  # a blend keeps its own set at least
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -488,6 +527,7 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
         baseline,
         "--speaker-folds",
         "ravdess:2",
+        "--partial-labels",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())

@@ -55,6 +55,11 @@ class TrainConfig:
     # front end); adding pitch to the features: 0.578, TESS 0.626.
     mixup_alpha: float = 0.4
     label_smoothing: float = 0.0
+    # Multi-corpus training: a window's loss is taken over the emotions its corpus has
+    # (training.neural.partial_label_loss). Without it, a corpus that lacks an emotion
+    # (EmoSpeech has no sad, disgust or surprise) teaches "this recording setup is not
+    # sad", and the network learns to tell corpora apart.
+    partial_labels: bool = False
     # The shipped CNN is the average of this many networks, each with its own seed (initial
     # weights, batch order, masks, mixup), exported as one int8 graph. Three conv1d networks
     # scored 0.612, 0.586 and 0.586 alone and 0.615 averaged (float, same folds); a third

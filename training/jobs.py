@@ -55,6 +55,10 @@ class FitJob:
     epochs: int | None = None  # a fixed schedule (no validation)
     # Per training window; None: class-balanced (each emotion the same total weight).
     weights: np.ndarray | None = None
+    # Per training / validation window, the emotions its corpus has (None: all of them);
+    # see training.neural.partial_label_loss.
+    label_sets: np.ndarray | None = None
+    val_label_sets: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ def fit(job: FitJob) -> FitResult:
         name=job.name,
         feature_std=job.standardiser.std,
         weights=job.weights,
+        label_sets=job.label_sets,
+        val_label_sets=job.val_label_sets,
     )
     return FitResult(job, history, best)
 

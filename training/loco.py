@@ -51,6 +51,14 @@ def validation_speakers(utterances: list[Utterance], held_out: str) -> set[str]:
     return out
 
 
+def label_sets(utterances: list[Utterance]) -> np.ndarray:
+    """Per clip, the emotions its corpus has: ``(n_clips, len(EMOTIONS))`` booleans."""
+    has: dict[str, set[int]] = {}
+    for u in utterances:
+        has.setdefault(u.corpus, set()).add(u.label)
+    return np.array([[i in has[u.corpus] for i in range(len(EMOTIONS))] for u in utterances])
+
+
 def closed_set_scores(
     true: list[str], probabilities: list[np.ndarray | None], labels: list[str]
 ) -> dict:
@@ -135,6 +143,7 @@ class Trainer:
         x, clip = self.data["x"], self.data["clip"]
         labels = np.array([u.label for u in self.utterances])[clip]
         standardiser = Standardiser.fit(x[train_mask])
+        sets = label_sets(self.utterances)[clip] if self.cfg.partial_labels else None
         out_dir.mkdir(parents=True, exist_ok=True)
         futures = []
         for member in range(self.cfg.cnn_members):
@@ -149,6 +158,8 @@ class Trainer:
                 checkpoint=out_dir / f"member{member + 1}.keras",
                 val=None if val_mask is None else np.flatnonzero(val_mask),
                 y_val=None if val_mask is None else labels[val_mask],
+                label_sets=None if sets is None else sets[train_mask],
+                val_label_sets=None if sets is None or val_mask is None else sets[val_mask],
             )
             futures.append(self.scheduler.submit(job, priority=0))
         return PendingModel(out_dir, train_mask, standardiser, futures)
@@ -162,7 +173,8 @@ class Trainer:
         from training.pipeline import model_spec
 
         done = [f.result() for f in pending.futures]
-        models = [keras.models.load_model(r.job.checkpoint) for r in done]
+        # compile=False: a partial-label fit's loss is a plain function, not needed here.
+        models = [keras.models.load_model(r.job.checkpoint, compile=False) for r in done]
         x, train_mask = self.data["x"], pending.train_mask
         rows = calibration_windows(np.flatnonzero(train_mask), self.cfg.seed)
         int8 = to_int8_tflite(average_of(models), pending.standardiser(x[rows]))
@@ -276,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="most epochs per fit (early stopping decides)")
     parser.add_argument("--augment", type=int, help="augmented copies per training clip")
     parser.add_argument("--members", type=int, help="networks averaged per model")
+    parser.add_argument(
+        "--partial-labels",
+        action="store_true",
+        help="take each window's loss over the emotions its corpus has (see TrainConfig)",
+    )
     parser.add_argument("--max-clips-per-speaker", type=int, help="a small subset (tests)")
     parser.add_argument(
         "--copies",
@@ -320,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_loco and not (folds or args.install):
         parser.error("--no-loco needs --speaker-folds or --install")
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.partial_labels:
+        cfg.partial_labels = True
     for name, value in (
         ("epochs", args.epochs),
         ("n_augment", args.augment),

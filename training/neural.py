@@ -43,8 +43,16 @@ def train_neural(
     name: str = "",
     feature_std: np.ndarray | None = None,
     weights: np.ndarray | None = None,
+    label_sets: np.ndarray | None = None,
+    val_label_sets: np.ndarray | None = None,
 ):
     """Train one neural model; with validation data, keep the best epoch.
+
+    ``label_sets`` (one row of ``len(EMOTIONS)`` booleans per training window, and
+    ``val_label_sets`` per validation window): the emotions each window's corpus has. The
+    loss then compares the label with the output renormalised over those emotions alone
+    (``partial_label_loss``), so a corpus that lacks an emotion never teaches the network
+    that its recordings are "not that emotion".
 
     Returns the model, its history and the best epoch (the last one without validation).
     The model of the best epoch (or the last) is also saved at ``checkpoint``.
@@ -64,15 +72,20 @@ def train_neural(
         bands=cfg.cnn2d_bands,
         time_pool=cfg.cnn2d_time_pool,
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-    )
+    if label_sets is None:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = ["accuracy"]
+    else:  # targets carry the label sets (see training_batches); accuracy cannot read them
+        loss, metrics = partial_label_loss, []
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=metrics)
     callbacks: list = [_epoch_log(name or kind)]
     validation = None
     if x_val is not None and len(x_val):
-        validation = (x_val, one_hot(y_val))
+        val_targets = one_hot(y_val)
+        if label_sets is not None:
+            sets = np.ones_like(val_targets) if val_label_sets is None else val_label_sets
+            val_targets = np.concatenate([val_targets, sets.astype(np.float32)], axis=1)
+        validation = (x_val, val_targets)
         callbacks += [
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True
@@ -93,7 +106,7 @@ def train_neural(
             )
         )
     history = model.fit(
-        training_batches(x_train, y_train, cfg, weights),
+        training_batches(x_train, y_train, cfg, weights, label_sets),
         validation_data=validation,
         epochs=epochs or cfg.epochs,
         callbacks=callbacks,
@@ -138,19 +151,41 @@ def average_of(members: list):
     )
 
 
+def partial_label_loss(y_true, y_pred):
+    """Cross-entropy against the output renormalised over the window's label set.
+
+    ``y_true`` is the target distribution followed by the label set (``2 * len(EMOTIONS)``
+    columns). Renormalising the softmax over a subset is the softmax of that subset's
+    logits, so an emotion outside the set gets no gradient from this window.
+    """
+    from keras import ops
+
+    n = len(EMOTIONS)
+    target, allowed = y_true[:, :n], y_true[:, n:]
+    kept = y_pred * allowed
+    within = kept / ops.maximum(ops.sum(kept, axis=1, keepdims=True), 1e-7)
+    return -ops.sum(target * ops.log(ops.maximum(within, 1e-7)), axis=1)
+
+
 def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(len(EMOTIONS), dtype=np.float32)[labels]
 
 
 def training_batches(
-    x: np.ndarray, y: np.ndarray, cfg: TrainConfig, weights: np.ndarray | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    weights: np.ndarray | None = None,
+    label_sets: np.ndarray | None = None,
 ):
     """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
 
     Masks: each window loses up to two time spans of up to 20 frames and one band of up to
     8 features (set to 0, the standardised mean): the model cannot lean on any one moment or
     coefficient, which is what a new speaker or microphone changes. Mixup blends each window
-    (and its label and weight) with another window of the batch.
+    (and its label and weight) with another window of the batch. With ``label_sets`` the
+    targets carry each window's label set after its label (a blend: the union of both
+    windows' sets), for ``partial_label_loss``.
     """
     import keras
 
@@ -164,6 +199,7 @@ def training_batches(
             self.order = self.rng.permutation(len(x))
             self.sample_weight = class_weights
             self.targets = one_hot(y)
+            self.label_sets = None if label_sets is None else label_sets.astype(np.float32)
 
         def __len__(self) -> int:
             return int(np.ceil(len(x) / batch_size))
@@ -190,6 +226,11 @@ def training_batches(
                 batch = lam[:, None, None] * batch + (1 - lam[:, None, None]) * batch[partner]
                 targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
                 weights = lam * weights + (1 - lam) * weights[partner]
+            if self.label_sets is not None:
+                sets = self.label_sets[idx]
+                if cfg.mixup_alpha > 0:
+                    sets = np.maximum(sets, sets[partner])
+                targets = np.concatenate([targets, sets], axis=1)
             return batch, targets, weights
 
         def on_epoch_end(self) -> None:
