@@ -86,6 +86,7 @@ class Engine:
             vad_cfg["aggressiveness"] if vad_aggressiveness is None else vad_aggressiveness,
             vad_cfg["hangover_frames"],
             vad_cfg["min_level_db"],
+            vad_cfg.get("level_target_db"),  # absent from models of before 2026-12
         )
         self.frontend = FrontEnd(spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad)
         self.min_speech_ratio = (

@@ -158,10 +158,7 @@ class FrontEnd:
         padded = room_tone(self.window_samples, rng)
         lead = (self.window_samples - len(audio)) // 2
         padded[lead : lead + len(audio)] += audio
-        vad = VoiceActivityDetector(
-            self.vad.aggressiveness, self.vad.hangover_frames, self.vad.min_level_db
-        )
-        speech_ratio = float(vad.process(padded).mean())
+        speech_ratio = float(self.vad.fresh().process(padded).mean())
         return Window(
             0.0,
             len(audio) / SAMPLE_RATE,

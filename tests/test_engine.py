@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,23 @@ def test_a_short_phrase_in_a_long_stream_gets_one_emotion(engine, speech):
     (said,) = [u for u in updates if u.speech]
     assert said.emotion in EMOTIONS and said.start_s < 3.1 < 3.6 < said.end_s
     assert all(u.speech_ratio == 0 for u in updates if not (u.start_s < 3.6 and u.end_s > 3.0))
+
+
+QUIET_CLIP = Path(__file__).parent / "fixtures" / "quiet" / "03-01-04-01-01-01-09.flac"
+
+
+def test_a_quiet_recording_of_speech_gets_an_emotion(classifier):
+    """RAVDESS actor 9, loudest frame near -50 dBFS: webrtcvad alone hears too little
+    speech for a verdict; raised for the VAD (the sidecar's level target), it has one."""
+    from ser_live.audio_io import load_audio
+
+    audio = load_audio(QUIET_CLIP)
+    assert classifier.spec.vad["level_target_db"] == -36.0
+
+    def verdicts(engine: Engine) -> list:
+        return [u for u in engine.feed(audio) + engine.finish() if u.speech]
+
+    assert verdicts(Engine(classifier))  # the shipped settings
+    unraised = Engine(classifier)
+    unraised.vad.level_target_db = None
+    assert not verdicts(unraised)  # without the raise: "no speech"

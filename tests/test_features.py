@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import librosa
 import numpy as np
 import pytest
 import scipy.fft
 
+from ser_live.audio_io import load_audio
 from ser_live.dsp import DCT2, mel_filterbank
 from ser_live.features import (
     DEFAULT_SETTINGS,
@@ -173,11 +175,36 @@ def test_vad_finds_speech_and_not_silence(speech):
     assert not vad.process(hiss).any()
 
 
-def test_vad_is_chunk_invariant(speech):
-    whole = VoiceActivityDetector().process(speech)
-    vad = VoiceActivityDetector()
-    parts = np.concatenate([vad.process(speech[i : i + 1000]) for i in range(0, len(speech), 1000)])
-    np.testing.assert_array_equal(whole, parts)
+QUIET_CLIP = Path(__file__).parent / "fixtures" / "quiet" / "03-01-04-01-01-01-09.flac"
+
+
+@pytest.mark.parametrize("target", [None, -36.0])
+def test_vad_is_chunk_invariant(speech, target):
+    for audio in (speech, load_audio(QUIET_CLIP)):
+        whole = VoiceActivityDetector(level_target_db=target).process(audio)
+        vad = VoiceActivityDetector(level_target_db=target)
+        parts = [vad.process(audio[i : i + 1000]) for i in range(0, len(audio), 1000)]
+        np.testing.assert_array_equal(whole, np.concatenate(parts))
+        assert vad.fresh().process(audio).tolist() == whole.tolist()
+
+
+def test_raising_quiet_input_hears_quiet_speech_but_never_steady_noise():
+    """The raise brings the loudest recent frame to -36 dBFS: below where webrtcvad starts
+    calling steady noise speech (about -33 dBFS for pink noise), so noise at any level up
+    to there stays silence, while a quiet actor (loudest frame near -50 dBFS) is heard."""
+    quiet = load_audio(QUIET_CLIP)
+    assert VoiceActivityDetector().process(quiet).mean() < 0.05
+    assert VoiceActivityDetector(level_target_db=-36.0).process(quiet).mean() > 0.15
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal(16000 * 5)
+    spectrum = np.fft.rfft(rng.standard_normal(16000 * 5))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))  # 1/f: pink
+    pink = np.fft.irfft(spectrum, 16000 * 5)
+    for noise in (white, pink):
+        for level_db in (-64, -60, -50, -40, -36):
+            steady = (noise / noise.std() * 10 ** (level_db / 20)).astype(np.float32)
+            decisions = VoiceActivityDetector(level_target_db=-36.0).process(steady)
+            assert decisions[20:].mean() < 0.02, level_db  # after webrtcvad's first frames
 
 
 def test_vad_rejects_bad_aggressiveness():

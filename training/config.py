@@ -20,6 +20,14 @@ class TrainConfig:
     # clips had no window that was half speech; at -65, 3.3%. webrtcvad itself did not fire
     # on steady white, pink or brown noise at any level from -70 to -40 dBFS.
     vad_min_level_db: float = -65.0
+    # Quiet speech raised for webrtcvad (ser_live.vad): the recent loudest 30 ms frame
+    # brought up to this level, never lowered, at most 30 dB. With the shipped model: 13
+    # quiet RAVDESS clips (peaks at -43 to -51 dBFS) gave no verdict, now 2; every corpus's
+    # UAR stayed or rose. -36 because webrtcvad itself calls steady noise speech from about
+    # -33 dBFS up (pink noise; white from -27): a target of -20 raised 13 of the 15
+    # EmoSpeech clips without a verdict too, but turned steady noise at -60 dBFS into
+    # speech. At -36 no raised noise reaches that level. None: no raising.
+    vad_level_target_db: float | None = -36.0
     # Augmented copies of each training clip, besides the clean one.
     n_augment: int = 2
     # Neural models.

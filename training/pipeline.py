@@ -467,6 +467,7 @@ def model_spec(
             "aggressiveness": cfg.vad_aggressiveness,
             "hangover_frames": cfg.vad_hangover_frames,
             "min_level_db": cfg.vad_min_level_db,
+            "level_target_db": cfg.vad_level_target_db,
         },
         features=DEFAULT_SETTINGS.to_dict(),
         normalisation={"per_window": "cepstral-mean-and-level", "global": standardiser.to_dict()},

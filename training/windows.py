@@ -24,7 +24,10 @@ from training.corpora import Utterance
 
 def make_frontend(cfg: TrainConfig) -> FrontEnd:
     vad = VoiceActivityDetector(
-        cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db
+        cfg.vad_aggressiveness,
+        cfg.vad_hangover_frames,
+        cfg.vad_min_level_db,
+        cfg.vad_level_target_db,
     )
     return FrontEnd(cfg.window_s, cfg.hop_s, DEFAULT_SETTINGS, vad, silence_features=True)
 
@@ -123,7 +126,12 @@ def cache_key(cfg: TrainConfig, utterances: list[Utterance], n_copies: int) -> s
     payload = {
         "features": DEFAULT_SETTINGS.to_dict(),
         "window": [cfg.window_s, cfg.hop_s, cfg.min_speech_ratio],
-        "vad": [cfg.vad_aggressiveness, cfg.vad_hangover_frames, cfg.vad_min_level_db],
+        "vad": [
+            cfg.vad_aggressiveness,
+            cfg.vad_hangover_frames,
+            cfg.vad_min_level_db,
+            cfg.vad_level_target_db,
+        ],
         "seed": cfg.seed,
         "copies": n_copies,
         "clips": [u.path for u in utterances],
