@@ -58,10 +58,12 @@ def analyze_file(
     engine: Engine,
     channel: int | None = None,
     on_update=None,
+    keep_calibration: bool = False,
 ) -> FileResult:
-    """Analyse one file (one channel, or the down-mix); errors land in ``result.error``."""
+    """Analyse one file (one channel, or the down-mix); errors land in ``result.error``.
+    ``keep_calibration``: the file is the same voice as the engine's last one."""
     result = FileResult(str(path), channel)
-    engine.reset()
+    engine.reset(keep_calibration=keep_calibration)
 
     def collect(update: Update) -> None:
         result.updates.append(update)
@@ -100,6 +102,7 @@ class EngineOptions:
     smoothing: int = 3
     vad_aggressiveness: int | None = None
     voice_shifts: bool = False
+    calibrate: bool = False
 
     def build(self) -> Engine:
         from ser_live.model import load_model
@@ -109,6 +112,7 @@ class EngineOptions:
             smoothing=self.smoothing,
             vad_aggressiveness=self.vad_aggressiveness,
             voice_shifts=self.voice_shifts,
+            calibrate=self.calibrate,
         )
 
 

@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--csv", type=Path, help="write the session log here as it happens")
     listen.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
+    listen.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hear each side's voice relative to its own running statistics (default: on; "
+        "one voice per side; see the model card)",
+    )
     _add_model_options(listen)
 
     analyze = sub.add_parser(
@@ -109,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="analyse N files at a time, one process each (default: one per core)",
     )
+    analyze.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="one voice per file (per channel with --channels split): hear it relative to "
+        "its own running statistics, as listen does (off by default here)",
+    )
     _add_model_options(analyze)
 
     report = sub.add_parser(
@@ -130,7 +143,7 @@ def _engine_options(args):
 
     if args.smoothing < 1:
         raise SerLiveError("--smoothing must be at least 1")
-    return EngineOptions(args.model, args.smoothing, args.vad, args.voice_shifts)
+    return EngineOptions(args.model, args.smoothing, args.vad, args.voice_shifts, args.calibrate)
 
 
 def _engine(args):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live import SAMPLE_RATE
+from ser_live.calibration import SpeakerCalibration
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
@@ -74,10 +75,13 @@ class Engine:
         vad_aggressiveness: int | None = None,
         min_speech_ratio: float | None = None,
         voice_shifts: bool = False,
+        calibrate: bool = False,
     ) -> None:
         """``voice_shifts=True`` also scores each speech window as the sidecar's
         voice-shifted copies and averages: about ten times the work per speech window,
-        for the gain the model card gives."""
+        for the gain the model card gives. ``calibrate=True`` hears the stream's voice
+        relative to its own running statistics (``ser_live.calibration``): one voice per
+        stream; no extra work to speak of."""
         spec = classifier.spec
         self.classifier = classifier
         self.labels: list[str] = list(spec.labels)
@@ -103,6 +107,16 @@ class Engine:
             if voice_shifts
             else None
         )
+        self.calibration = None
+        if calibrate:
+            prior = (spec.normalisation.get("speaker_calibration") or {}).get("prior_frames")
+            if prior is None:
+                raise ModelError(
+                    "this model was not measured with speaker calibration (its sidecar has "
+                    "none): drop --calibrate"
+                )
+            population = spec.standardiser
+            self.calibration = SpeakerCalibration(population.mean, population.std, prior)
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -142,7 +156,11 @@ class Engine:
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
 
-    def reset(self) -> None:
+    def reset(self, keep_calibration: bool = False) -> None:
+        """A new stream; ``keep_calibration``: by the same voice (the next recording of
+        one speaker), so the calibration carries on."""
+        if self.calibration is not None and not keep_calibration:
+            self.calibration.reset()
         self.frontend.reset()
         self.smoother.reset()
         self._tail.reset()
@@ -219,7 +237,10 @@ class Engine:
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
-        probs = self.classifier.predict(window.features)
+        calibrated = self._calibrated
+        if self.calibration is not None:
+            self.calibration.update(window.features)
+        probs = self.classifier.predict(calibrated(window.features))
         if self.shifter is None or window.padded:
             return probs
         start = round(window.start_s * SAMPLE_RATE)
@@ -227,7 +248,11 @@ class Engine:
         first = max(0, start + self.shifter.window_samples - reach, self._tail.first)
         last = min(self._tail.end, start + reach)  # reach is at least a window
         copies = self.shifter(self._tail.span(first, last), start - first)
+        copies = [calibrated(copy) for copy in copies]
         return np.mean([probs, *map(self.classifier.predict, copies)], axis=0, dtype=np.float32)
+
+    def _calibrated(self, features: np.ndarray) -> np.ndarray:
+        return features if self.calibration is None else self.calibration.map(features)
 
     def _classify(self, window: Window, speech: bool) -> Update:
         t0 = time.perf_counter()

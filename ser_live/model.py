@@ -104,6 +104,13 @@ class ModelSpec:
         norm = self.normalisation or {}
         if norm.get("per_window") != "cepstral-mean-and-level":
             problems.append(f"per-window normalisation {norm.get('per_window')!r} is unknown")
+        calibration = norm.get("speaker_calibration")
+        if calibration is not None and not (
+            isinstance(calibration, dict)
+            and isinstance(calibration.get("prior_frames"), int | float)
+            and calibration["prior_frames"] > 0
+        ):
+            problems.append(f"speaker calibration {calibration!r} needs positive prior_frames")
         glob = norm.get("global") or {}
         if (
             len(glob.get("mean", [])) != settings.n_features

@@ -115,6 +115,35 @@ def test_voice_shifts_score_the_same_windows_with_copies(tmp_path):
     assert "voice shifts" in proc.stderr
 
 
+def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model(tmp_path):
+    plain, calibrated = tmp_path / "plain.csv", tmp_path / "calibrated.csv"
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(plain))
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(calibrated), "--calibrate")
+    assert proc.returncode == 0, proc.stderr
+    alone, heard = read_csv(plain), read_csv(calibrated)
+    assert [(w["start_s"], w["speech"]) for w in heard] == [
+        (w["start_s"], w["speech"]) for w in alone
+    ]
+    assert any(
+        max(abs(float(a[c]) - float(b[c])) for c in P_COLS) > 1e-3
+        for a, b in zip(heard, alone, strict=True)
+        if a["speech"] == "1"
+    )
+    from ser_live.model import DEFAULT_MODEL
+
+    model = tmp_path / "model.tflite"  # the shipped model, its sidecar without calibration
+    shutil.copy(DEFAULT_MODEL, model)
+    sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    del sidecar["normalisation"]["speaker_calibration"]
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    proc = run_cli("analyze", str(SPEECH_CLIP), "--calibrate", "--model", str(model))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    assert "calibration" in proc.stderr
+    assert "--no-calibrate" in run_cli("listen", "--help").stdout
+
+
 def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
     good = tmp_path / "good"
     good.mkdir()

@@ -93,6 +93,7 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
         str(summary),
         "--timeline",
         str(tmp_path / "timeline.csv"),
+        "--calibrate",  # as listen does by default
     )
     assert proc.returncode == 0, proc.stderr
     offline = read_csv(summary)[0]
@@ -121,7 +122,7 @@ def other_sink():
 
 def analyze_summary(clip: Path, tmp_path: Path) -> dict:
     summary = tmp_path / f"{clip.stem}.csv"
-    proc = run_cli("analyze", str(clip), "--summary", str(summary))
+    proc = run_cli("analyze", str(clip), "--summary", str(summary), "--calibrate")  # as listen
     assert proc.returncode == 0, proc.stderr
     return read_csv(summary)[0]
 

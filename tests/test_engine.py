@@ -144,3 +144,70 @@ def test_a_quiet_recording_of_speech_gets_an_emotion(classifier):
     unraised = Engine(classifier)
     unraised.vad.level_target_db = None
     assert not verdicts(unraised)  # without the raise: "no speech"
+
+
+def test_calibration_starts_from_the_population_and_moves_to_the_voice():
+    from ser_live.calibration import SpeakerCalibration
+
+    rng = np.random.default_rng(0)
+    mean, std = rng.standard_normal(5), rng.uniform(0.5, 2.0, 5)
+    calibration = SpeakerCalibration(mean, std, prior_frames=2000)
+    window = rng.standard_normal((196, 5)).astype(np.float32)
+    np.testing.assert_allclose(calibration.map(window), window, atol=1e-5)  # no voice yet
+    voice_mean, voice_std = mean + 3.0, std * 0.5  # higher and flatter than the population
+    for _ in range(1000):  # the prior's 2000 frames are 1% of what it has heard
+        calibration.update(voice_mean + voice_std * rng.standard_normal((196, 5)))
+    heard = voice_mean + voice_std * rng.standard_normal((196 * 50, 5))
+    mapped = calibration.map(heard)
+    assert (np.abs(mapped.mean(axis=0) - mean) < 0.1 * std).all()
+    np.testing.assert_allclose(mapped.std(axis=0), std, rtol=0.1)
+    calibration.reset()
+    assert calibration.frames_heard == 0
+    np.testing.assert_allclose(calibration.map(window), window, atol=1e-5)
+
+
+def test_a_calibrated_engine_hears_speech_only_and_resets_per_voice(classifier, speech):
+    plain = Engine(classifier)
+    calibrated = Engine(classifier, calibrate=True)
+    rng = np.random.default_rng(4)
+    hiss = (rng.standard_normal(16000 * 4) * 10 ** (-70 / 20)).astype(np.float32)
+    calibrated.feed(hiss)
+    assert calibrated.calibration.frames_heard == 0  # silence is not the voice
+    calibrated.reset()
+    with_calibration = feed_in_chunks(calibrated, speech, 4096) + calibrated.finish()
+    without = feed_in_chunks(plain, speech, 4096) + plain.finish()
+    heard = calibrated.calibration.frames_heard
+    assert heard == 196 * sum(u.speech for u in with_calibration) > 0
+    assert [u.speech for u in with_calibration] == [u.speech for u in without]
+    assert any(
+        not np.allclose(a.raw_probabilities, b.raw_probabilities)
+        for a, b in zip(with_calibration, without, strict=True)
+        if a.speech
+    )
+    calibrated.reset(keep_calibration=True)  # the same speaker's next recording
+    assert calibrated.calibration.frames_heard == heard
+    again = feed_in_chunks(calibrated, speech, 160) + calibrated.finish()
+    assert signature(again) != signature(with_calibration)  # heard with more of the voice
+    calibrated.reset()
+    assert signature(feed_in_chunks(calibrated, speech, 160) + calibrated.finish()) == signature(
+        with_calibration
+    )  # a new voice: as at first, whatever the chunks
+
+
+def test_calibration_needs_a_model_measured_with_it(classifier):
+    from dataclasses import replace
+
+    from ser_live.errors import ModelError
+
+    spec = replace(classifier.spec, normalisation={**classifier.spec.normalisation})
+    del spec.normalisation["speaker_calibration"]
+    old = copy_classifier(classifier, spec)
+    Engine(old)  # fine without calibration
+    with pytest.raises(ModelError, match="drop --calibrate"):
+        Engine(old, calibrate=True)
+
+
+def copy_classifier(classifier, spec):
+    from ser_live.model import Classifier
+
+    return Classifier(classifier.path, spec)

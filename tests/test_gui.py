@@ -91,12 +91,15 @@ def test_a_broken_recording_is_reported(window, qtbot, tmp_path):
 def test_settings_persist(qtbot, tmp_path, settings, window):
     from ser_live.gui.main_window import MainWindow
 
+    assert window.calibrate_box.isChecked()  # each voice calibrated, unless turned off
     window.vad_box.setValue(3)
     window.smoothing_box.setValue(5)
+    window.calibrate_box.setChecked(False)
     window.close()
     again = MainWindow(settings=settings, sessions_dir=tmp_path / "sessions")
     qtbot.addWidget(again)
     assert (again.vad_box.value(), again.smoothing_box.value()) == (3, 5)
+    assert not again.calibrate_box.isChecked()
     again.close()
 
 
@@ -257,6 +260,9 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
     assert window.state == "listening" and set(window.sessions) == {YOU, OTHER}
     engines = [s.engine for s in window.sessions.values()]
     assert engines[0].classifier is not engines[1].classifier  # one interpreter per thread
+    # Each side is calibrated to its own voice.
+    assert all(e.calibration is not None for e in engines)
+    assert engines[0].calibration is not engines[1].calibration
     qtbot.waitUntil(lambda: all(s.engine.stream_s > 0.5 for s in window.sessions.values()))
     shown: dict[str, set] = {YOU: set(), OTHER: set()}
     bar_sums: list[int] = []

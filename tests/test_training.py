@@ -528,6 +528,7 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
         "--speaker-folds",
         "ravdess:2",
         "--partial-labels",
+        "--calibrated",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())
@@ -543,7 +544,8 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     )
     assert report["corpora"] == list(CORPORA)
     expected_clips = {"ravdess": 8, "tess": 4, "nemo": 3, "korean": 2, "emospeech": 2}
-    for row in ("baseline", "loco"):
+    for row in ("baseline", "baseline_calibrated", "loco", "loco_calibrated"):
+        assert set(report[row]) == set(CORPORA), row
         for corpus, entry in report[row].items():
             assert entry["clips"] == expected_clips[corpus]
             assert entry["chance"] == pytest.approx(1 / len(entry["labels"]))
@@ -561,3 +563,6 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     rows = (run_dir / "predictions_loco.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(expected_clips.values())
     assert "| korean | Korean | neutral, angry | 2 | 0.500 |" in (run_dir / "loco.md").read_text()
+    assert "| baseline: ser_cnn_int8.tflite, calibrated |" in (run_dir / "loco.md").read_text()
+    calibrated = (run_dir / "predictions_baseline_calibrated.csv").read_text().splitlines()
+    assert len(calibrated) == 1 + sum(expected_clips.values())

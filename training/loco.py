@@ -98,9 +98,33 @@ def clip_probabilities(model: Path, utterances: list[Utterance]) -> list[np.ndar
     return [None if r.error else r.speech_probabilities for r in results]
 
 
-def score_model(model: Path, utterances: list[Utterance]) -> dict:
-    """Scores of ``model`` on every clip of ``utterances``."""
-    return scores(utterances, clip_probabilities(model, utterances))
+def session_probabilities(
+    model: Path, utterances: list[Utterance], seed: int = 0
+) -> list[np.ndarray | None]:
+    """Every clip as a calibrated live session hears it: each speaker's clips, in a
+    seeded random order, through one engine whose speaker calibration carries on from
+    clip to clip (``ser-live analyze --calibrate`` on one speaker's recordings in turn)."""
+    from ser_live.analysis import EngineOptions, analyze_file
+
+    engine = EngineOptions(model, calibrate=True).build()
+    rng = np.random.default_rng(seed)
+    by_speaker: dict[tuple[str, str], list[int]] = {}
+    for i, u in enumerate(utterances):
+        by_speaker.setdefault((u.corpus, u.speaker), []).append(i)
+    out: list[np.ndarray | None] = [None] * len(utterances)
+    for key in sorted(by_speaker):
+        engine.reset()
+        for i in rng.permutation(by_speaker[key]):
+            result = analyze_file(utterances[i].path, engine, keep_calibration=True)
+            out[i] = None if result.error else result.speech_probabilities
+    return out
+
+
+def score_model(model: Path, utterances: list[Utterance], calibrated: bool = False) -> dict:
+    """Scores of ``model`` on every clip of ``utterances`` (``calibrated``: one calibrated
+    session per speaker)."""
+    probabilities = (session_probabilities if calibrated else clip_probabilities)(model, utterances)
+    return scores(utterances, probabilities)
 
 
 def scores(utterances: list[Utterance], probabilities: list[np.ndarray | None]) -> dict:
@@ -194,6 +218,11 @@ class Trainer:
         return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 
 
+#: The report's rows: each clip alone (as ``analyze --summary``), and with ``--calibrated``
+#: one calibrated session per speaker.
+ROWS = ("baseline", "baseline_calibrated", "loco", "loco_calibrated")
+
+
 def markdown(report: dict) -> str:
     lines = [
         "# Leave-one-corpus-out",
@@ -203,7 +232,7 @@ def markdown(report: dict) -> str:
         "`ser-live analyze --summary` scores them.",
         "",
     ]
-    rows = [r for r in ("baseline", "loco") if r in report]
+    rows = [r for r in ROWS if r in report]
     if not rows:
         return "\n".join(lines + folds_markdown(report)) + "\n"
     lines.append("The mean is over the corpora each model did not train on.")
@@ -317,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the held-out-corpus fits (with --install alone: just the shipped model)",
     )
     parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
+    parser.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="also score every model as one calibrated session per speaker "
+        "(ser_live.calibration), beside each clip alone",
+    )
     parser.add_argument("--baseline-only", action="store_true", help="score --baseline only")
     parser.add_argument(
         "--install", action="store_true", help="train on every corpus and install the model"
@@ -379,12 +414,21 @@ def main(argv: list[str] | None = None) -> int:
             )
         report["baseline_mean"] = mean_uar(report["baseline"], held_out_only=False)
         report["baseline_mean_held_out"] = mean_uar(report["baseline"], held_out_only=True)
+        if args.calibrated:
+            row = report["baseline_calibrated"] = {}
+            report["baseline_calibrated_name"] = report["baseline_name"] + ", calibrated"
+            for corpus in corpora:
+                row[corpus] = score_model(args.baseline, of[corpus], calibrated=True)
+                row[corpus]["seen"] = corpus in seen
+                log(f"baseline on {corpus}, calibrated: UAR {row[corpus]['uar']:.3f}")
+            report["baseline_calibrated_mean"] = mean_uar(row, held_out_only=False)
+            report["baseline_calibrated_mean_held_out"] = mean_uar(row, held_out_only=True)
 
     if not args.baseline_only:
         train_all(args, cfg, utterances, corpora, of, run_dir, report, folds)
 
     predictions = {}
-    for row in ("baseline", "loco"):
+    for row in ROWS:
         for entry in report.get(row, {}).values():
             predictions.setdefault(row, []).extend(entry.pop("predictions"))
     if "folds" in report:
@@ -499,9 +543,18 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -
                 entry = score_model(model, of[corpus])
                 report["loco"][corpus] = entry
                 log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
+                if args.calibrated:
+                    entry = score_model(model, of[corpus], calibrated=True)
+                    report.setdefault("loco_calibrated", {})[corpus] = entry
+                    log(f"without {corpus}, calibrated: UAR {entry['uar']:.3f} on {corpus}")
             if report["loco"]:
                 report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
                 log(f"LOCO mean UAR {report['loco_mean']:.3f}")
+                if "loco_calibrated" in report:
+                    report["loco_calibrated_name"] = report["loco_name"] + ", calibrated"
+                    report["loco_calibrated_mean"] = mean_uar(
+                        report["loco_calibrated"], held_out_only=False
+                    )
             else:
                 del report["loco"]
             if fold_pending:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_live import EMOTIONS, SAMPLE_RATE, __version__
+from ser_live.calibration import PRIOR_FRAMES
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
 from ser_live.model import ModelSpec
 from training import log
@@ -470,7 +471,11 @@ def model_spec(
             "level_target_db": cfg.vad_level_target_db,
         },
         features=DEFAULT_SETTINGS.to_dict(),
-        normalisation={"per_window": "cepstral-mean-and-level", "global": standardiser.to_dict()},
+        normalisation={
+            "per_window": "cepstral-mean-and-level",
+            "speaker_calibration": {"prior_frames": PRIOR_FRAMES},
+            "global": standardiser.to_dict(),
+        },
         input_shape=list(input_shape),
         voice_shifts=list(cfg.voice_shifts),
         model_version=dt.date.today().isoformat(),

@@ -122,6 +122,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.smoothing_box.setRange(1, 10)
         self.smoothing_box.setSuffix(" windows")
         self.smoothing_box.valueChanged.connect(self._apply_smoothing)
+        self.calibrate_box = QtWidgets.QCheckBox("Calibrate to each voice")
+        self.calibrate_box.setToolTip(
+            "Hear each side relative to its own voice as it speaks (one voice per side). "
+            "Applies from the next Start."
+        )
+        self.calibrate_box.toggled.connect(lambda on: self.settings.setValue("calibrate", bool(on)))
         self.name_edits = {side: QtWidgets.QLineEdit() for side in SIDES}
         for side, edit in self.name_edits.items():
             edit.setPlaceholderText(side)
@@ -132,6 +138,7 @@ class MainWindow(QtWidgets.QMainWindow):
         form.addRow("Other side's name", self.name_edits[OTHER])
         form.addRow("VAD aggressiveness", self.vad_box)
         form.addRow("Smoothing", self.smoothing_box)
+        form.addRow("", self.calibrate_box)
         side = QtWidgets.QVBoxLayout()
         side.addWidget(self.panels[YOU], 1)
         side.addWidget(self.panels[OTHER], 1)
@@ -199,6 +206,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _restore_settings(self) -> None:
         self.vad_box.setValue(int(self.settings.value("vad", 2)))
         self.smoothing_box.setValue(int(self.settings.value("smoothing", 3)))
+        self.calibrate_box.setChecked(self.settings.value("calibrate", True, type=bool))
         self.marker_text.setText(str(self.settings.value("marker_text", "")))
         for side in SIDES:
             self.name_edits[side].setText(str(self.settings.value(f"name_{side}", "")))
@@ -210,6 +218,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _save_settings(self) -> None:
         self.settings.setValue("vad", self.vad_box.value())
         self.settings.setValue("smoothing", self.smoothing_box.value())
+        self.settings.setValue("calibrate", self.calibrate_box.isChecked())
         self.settings.setValue("marker_text", self.marker_text.text())
         self.settings.setValue("device", self.device_boxes[YOU].currentText())
         self.settings.setValue("other_device", self.device_boxes[OTHER].currentText())
@@ -247,6 +256,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.classifier.clone(),
             smoothing=self.smoothing_box.value(),
             vad_aggressiveness=self.vad_box.value(),
+            calibrate=self.calibrate_box.isChecked(),
         )
 
     # ------------------------------------------------------------------ devices
