@@ -153,6 +153,11 @@ class Engine:
     def set_smoothing(self, n: int) -> None:
         self.smoother = Smoother(n)
 
+    def reset_calibration(self) -> None:
+        """A new voice on this stream (the next caller): calibrate afresh."""
+        if self.calibration is not None:
+            self.calibration.reset()
+
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
 

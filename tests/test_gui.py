@@ -281,8 +281,12 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
         assert shown[side] & set(EMOTIONS), shown[side]
         assert window.timelines[side].points > 4
     assert bar_sums and all(95 <= s <= 105 for s in bar_sums)  # seven probabilities as bars
+    assert all(e.calibration.frames_heard > 0 for e in engines)  # each heard its voice
+    log_path = window.log.path
+    window.clear()  # a new log, usually a new call: each side calibrates afresh
+    qtbot.waitUntil(lambda: all(e.calibration.frames_heard == 0 for e in engines))
     window.stop()
-    rows = [r for r in read_log(window.log.path) if r["kind"] == "window"]
+    rows = [r for r in read_log(log_path) if r["kind"] == "window"]
     speech = {
         s: [r for r in rows if r["speaker"] == s and r["speech"] == "1"]
         for s in ("you", "customer")

@@ -448,8 +448,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return True
 
     def clear(self) -> None:
-        """Clear the views and start a fresh log; running sides carry on into it."""
+        """Clear the views and start a fresh log; running sides carry on into it, each
+        calibrating afresh (a new log is usually a new call, with a new voice)."""
         self.clear_views()
+        for session in self.sessions.values():
+            session.configure(lambda engine: engine.reset_calibration())
         if self.log is not None:
             old = self.log
             self._open_log()
