@@ -164,8 +164,8 @@ class Engine:
     def reset(self, keep_calibration: bool = False) -> None:
         """A new stream; ``keep_calibration``: by the same voice (the next recording of
         one speaker), so the calibration carries on."""
-        if self.calibration is not None and not keep_calibration:
-            self.calibration.reset()
+        if not keep_calibration:
+            self.reset_calibration()
         self.frontend.reset()
         self.smoother.reset()
         self._tail.reset()
@@ -242,10 +242,9 @@ class Engine:
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
-        calibrated = self._calibrated
         if self.calibration is not None:
             self.calibration.update(window.features)
-        probs = self.classifier.predict(calibrated(window.features))
+        probs = self.classifier.predict(self._calibrated(window.features))
         if self.shifter is None or window.padded:
             return probs
         start = round(window.start_s * SAMPLE_RATE)
@@ -253,7 +252,7 @@ class Engine:
         first = max(0, start + self.shifter.window_samples - reach, self._tail.first)
         last = min(self._tail.end, start + reach)  # reach is at least a window
         copies = self.shifter(self._tail.span(first, last), start - first)
-        copies = [calibrated(copy) for copy in copies]
+        copies = [self._calibrated(copy) for copy in copies]
         return np.mean([probs, *map(self.classifier.predict, copies)], axis=0, dtype=np.float32)
 
     def _calibrated(self, features: np.ndarray) -> np.ndarray:
