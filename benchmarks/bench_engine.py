@@ -72,7 +72,8 @@ def main() -> None:
     # 1. Real-time factor of analyze over 20 files, both cores, and with the voice shifts.
     audio = speech_stream(620)
     duration = len(audio) / 16000
-    shifted_engine = Engine(classifier, voice_shifts=True)
+    # A model scored without voice shifts lists none and refuses them (the shipped one).
+    shifted_engine = Engine(classifier, voice_shifts=True) if classifier.spec.voice_shifts else None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "calls"
         folder.mkdir()
@@ -103,15 +104,22 @@ def main() -> None:
         t0 = time.perf_counter()
         one = analyze_file(tasks[0].path, engine)
         one_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        shifted = analyze_file(tasks[0].path, shifted_engine)
-        shifted_s = time.perf_counter() - t0
-        assert one.error is None and shifted.error is None
-        print(
-            f"one core, one file of {one.duration_s:.0f} s: {one.duration_s / one_s:.0f}x real "
-            f"time; --voice-shifts: {one.duration_s / shifted_s:.0f}x ({shifted_s / one_s:.1f}x "
-            "the time)"
+        assert one.error is None
+        line = (
+            f"one core, one file of {one.duration_s:.0f} s: {one.duration_s / one_s:.0f}x real time"
         )
+        if shifted_engine is not None:
+            t0 = time.perf_counter()
+            shifted = analyze_file(tasks[0].path, shifted_engine)
+            shifted_s = time.perf_counter() - t0
+            assert shifted.error is None
+            line += (
+                f"; --voice-shifts: {one.duration_s / shifted_s:.0f}x ({shifted_s / one_s:.1f}x "
+                "the time)"
+            )
+        else:
+            line += " (the model lists no voice shifts: none measured)"
+        print(line)
 
     # 2. Per-update latency in live mode (20 ms blocks, as from a microphone), calibrated as
     # listen and the app run by default.
@@ -121,6 +129,8 @@ def main() -> None:
         ("live update, not calibrated", engine),
         ("live update, --voice-shifts", shifted_engine),
     ):
+        if each is None:
+            continue
         times = live_update_ms(each, audio)
         p50, p99 = np.percentile(times, [50, 99])
         print(

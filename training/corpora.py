@@ -55,8 +55,16 @@ NEMO_EMOTIONS = {
     "fear": "fearful",
     "surprised": "surprised",
 }
-#: The Korean sample's clip numbers: 1-100 neutral, 101-200 happy, 201-300 angry, 301-400 sad.
-KOREAN_RANGES = ((100, "neutral"), (200, "happy"), (300, "angry"), (400, "sad"))
+#: The Korean sample's clip numbers: 1-100 neutral, 101-200 happy, 201-300 sad, 301-400 angry.
+#: The database's README lists 201-300 as angry (화남) and 301-400 as sad (슬픔), but its own
+#: scripts say otherwise: every emotional-script speaker's 201-300 are sad sentences ("hearing
+#: that from you really hurts", "my draft notice came, I'm so depressed") and 301-400 angry
+#: ones ("how many more times must I tell you to stop drinking?"). The plain-script speakers
+#: read one neutral text four times, and their audio agrees: 201-300 sit 2.5 semitones below
+#: each speaker's mean pitch (sad), and every network we trained on other corpora rates them
+#: sadder than 301-400. Read by the README, the sample scored at chance and taught models
+#: trained on it to call RAVDESS's and TESS's anger sad.
+KOREAN_RANGES = ((100, "neutral"), (200, "happy"), (300, "sad"), (400, "angry"))
 EMOSPEECH_EMOTIONS = {"calm": "neutral", "angry": "angry", "fearful": "fearful", "happy": "happy"}
 _NEMO_NAME = re.compile(r"^([A-Z]{2}\d)_([a-z]+)_(\d+)$")
 _KOREAN_NAME = re.compile(r"^([a-z]{3})(\d{5})$")

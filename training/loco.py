@@ -322,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="take each window's loss over the emotions its corpus has (see TrainConfig)",
     )
+    parser.add_argument(
+        "--score-only",
+        help="comma-separated corpora that are scored but never trained on (default: the "
+        "config's score_only_corpora; '' for none)",
+    )
     parser.add_argument("--max-clips-per-speaker", type=int, help="a small subset (tests)")
     parser.add_argument(
         "--copies",
@@ -374,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     if args.partial_labels:
         cfg.partial_labels = True
+    if args.score_only is not None:
+        cfg.score_only_corpora = [c for c in args.score_only.split(",") if c]
+        unknown = [c for c in cfg.score_only_corpora if c not in CORPORA]
+        if unknown:
+            parser.error(f"unknown corpus: {', '.join(unknown)}")
     for name, value in (
         ("epochs", args.epochs),
         ("n_augment", args.augment),

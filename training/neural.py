@@ -177,6 +177,7 @@ def training_batches(
     cfg: TrainConfig,
     weights: np.ndarray | None = None,
     label_sets: np.ndarray | None = None,
+    extra_targets: np.ndarray | None = None,
 ):
     """Shuffled, class-weighted training batches, with SpecAugment masks and mixup if set.
 
@@ -185,7 +186,8 @@ def training_batches(
     coefficient, which is what a new speaker or microphone changes. Mixup blends each window
     (and its label and weight) with another window of the batch. With ``label_sets`` the
     targets carry each window's label set after its label (a blend: the union of both
-    windows' sets), for ``partial_label_loss``.
+    windows' sets), for ``partial_label_loss``. ``extra_targets`` (a row per window, e.g.
+    a one-hot domain for an adversary) come last, blended like the labels.
     """
     import keras
 
@@ -200,6 +202,7 @@ def training_batches(
             self.sample_weight = class_weights
             self.targets = one_hot(y)
             self.label_sets = None if label_sets is None else label_sets.astype(np.float32)
+            self.extra = None if extra_targets is None else extra_targets.astype(np.float32)
 
         def __len__(self) -> int:
             return int(np.ceil(len(x) / batch_size))
@@ -231,6 +234,11 @@ def training_batches(
                 if cfg.mixup_alpha > 0:
                     sets = np.maximum(sets, sets[partner])
                 targets = np.concatenate([targets, sets], axis=1)
+            if self.extra is not None:
+                extra = self.extra[idx]
+                if cfg.mixup_alpha > 0:
+                    extra = lam[:, None] * extra + (1 - lam[:, None]) * extra[partner]
+                targets = np.concatenate([targets, extra], axis=1)
             return batch, targets, weights
 
         def on_epoch_end(self) -> None:
