@@ -107,16 +107,23 @@ class Engine:
             if voice_shifts
             else None
         )
-        self.calibration = None
+        # One calibration per network of the model (its members have their own training
+        # populations); ``calibration`` is the first, whose ``frames_heard`` all share.
+        self._calibrations: list[SpeakerCalibration] = []
         if calibrate:
-            prior = (spec.normalisation.get("speaker_calibration") or {}).get("prior_frames")
-            if prior is None:
-                raise ModelError(
-                    "this model was not measured with speaker calibration (its sidecar has "
-                    "none): drop --calibrate"
+            for network in classifier.networks:
+                norm = network.spec.normalisation
+                prior = (norm.get("speaker_calibration") or {}).get("prior_frames")
+                if prior is None:
+                    raise ModelError(
+                        "this model was not measured with speaker calibration (its sidecar "
+                        "has none): drop --calibrate"
+                    )
+                population = network.spec.standardiser
+                self._calibrations.append(
+                    SpeakerCalibration(population.mean, population.std, prior)
                 )
-            population = spec.standardiser
-            self.calibration = SpeakerCalibration(population.mean, population.std, prior)
+        self.calibration = self._calibrations[0] if self._calibrations else None
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -155,8 +162,8 @@ class Engine:
 
     def reset_calibration(self) -> None:
         """A new voice on this stream (the next caller): calibrate afresh."""
-        if self.calibration is not None:
-            self.calibration.reset()
+        for calibration in self._calibrations:
+            calibration.reset()
 
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
@@ -242,9 +249,9 @@ class Engine:
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
-        if self.calibration is not None:
-            self.calibration.update(window.features)
-        probs = self.classifier.predict(self._calibrated(window.features))
+        for calibration in self._calibrations:
+            calibration.update(window.features)
+        probs = self._predict(window.features)
         if self.shifter is None or window.padded:
             return probs
         start = round(window.start_s * SAMPLE_RATE)
@@ -252,11 +259,14 @@ class Engine:
         first = max(0, start + self.shifter.window_samples - reach, self._tail.first)
         last = min(self._tail.end, start + reach)  # reach is at least a window
         copies = self.shifter(self._tail.span(first, last), start - first)
-        copies = [self._calibrated(copy) for copy in copies]
-        return np.mean([probs, *map(self.classifier.predict, copies)], axis=0, dtype=np.float32)
+        return np.mean([probs, *map(self._predict, copies)], axis=0, dtype=np.float32)
 
-    def _calibrated(self, features: np.ndarray) -> np.ndarray:
-        return features if self.calibration is None else self.calibration.map(features)
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        """The model's probabilities, each network hearing the window calibrated to its own
+        training population (or as it is, without calibration)."""
+        if not self._calibrations:
+            return self.classifier.predict(features)
+        return self.classifier.predict_each([c.map(features) for c in self._calibrations])
 
     def _classify(self, window: Window, speech: bool) -> Update:
         t0 = time.perf_counter()

@@ -43,6 +43,10 @@ class ModelSpec:
     # Semitones each window is also heard shifted by, the copies' outputs averaged
     # (``ser_live.voice_shifts``); empty in models from before the shifts.
     voice_shifts: list[float] = field(default_factory=list)
+    # Further models (file names beside this one, each with its own sidecar) whose
+    # probabilities are averaged with this model's: networks trained on other data, or
+    # standardised with other statistics, than one graph can hold. Empty: this model alone.
+    members: list[str] = field(default_factory=list)
     model_version: str = "dev"
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -117,6 +121,10 @@ class ModelSpec:
             or len(glob.get("std", [])) != settings.n_features
         ):
             problems.append("global normalisation statistics are missing or the wrong size")
+        if not isinstance(self.members, list) or not all(
+            isinstance(m, str) and m and "/" not in m and "\\" not in m for m in self.members
+        ):
+            problems.append(f"members {self.members!r} are not file names beside the model")
         if not isinstance(self.voice_shifts, list):
             problems.append(f"voice shifts {self.voice_shifts!r} are not a list")
         elif problem := shifts_problem(self.voice_shifts):
@@ -205,12 +213,14 @@ class TFLiteRunner:
 
 
 class Classifier:
-    """Runs the int8 (or float) TFLite model on one window of features.
+    """Runs the int8 (or float) TFLite model on one window of features, with its members.
 
-    Not thread-safe: one thread owns a Classifier (the engine's worker).
+    A model whose sidecar lists ``members`` averages its probabilities with theirs; each
+    network standardises the window with its own statistics. Not thread-safe: one thread
+    owns a Classifier (the engine's worker) and its members.
     """
 
-    def __init__(self, model_path: Path, spec: ModelSpec) -> None:
+    def __init__(self, model_path: Path, spec: ModelSpec, nested: bool = False) -> None:
         self.path = model_path
         self.spec = spec
         self._standardise = spec.standardiser
@@ -233,7 +243,28 @@ class Classifier:
             raise ModelError(
                 f"{model_path}: {self._run.n_outputs} outputs for {len(spec.labels)} labels"
             )
-        self.quantized = self._run.quantized
+        self.members = [self._member(name, nested) for name in spec.members]
+        self.quantized = all(n._run.quantized for n in self.networks)
+
+    def _member(self, name: str, nested: bool) -> Classifier:
+        path = self.path.parent / name
+        if nested:
+            raise ModelError(f"{self.path}: a member model cannot have members of its own")
+        if not path.exists():
+            raise ModelError(f"{self.path}: member model not found: {path}")
+        member = Classifier(path, ModelSpec.read(sidecar_path(path)), nested=True)
+        for key in ("labels", "window_s", "hop_s", "min_speech_ratio", "vad", "input_shape"):
+            if getattr(member.spec, key) != getattr(self.spec, key):
+                raise ModelError(
+                    f"{self.path}: member {name} has another {key} "
+                    f"({getattr(member.spec, key)!r}, not {getattr(self.spec, key)!r})"
+                )
+        return member
+
+    @property
+    def networks(self) -> list[Classifier]:
+        """This model and its members, each with its own input statistics (``spec``)."""
+        return [self, *self.members]
 
     def clone(self) -> Classifier:
         """Another interpreter of the same model, for another thread (each side of a call
@@ -245,7 +276,18 @@ class Classifier:
             self.predict(np.zeros(self.spec.input_shape, dtype=np.float32))
 
     def predict(self, window_features: np.ndarray) -> np.ndarray:
-        """Class probabilities (float32, sum 1) for one per-window-normalised window."""
+        """Class probabilities (float32, sum 1) for one per-window-normalised window: the
+        mean of every network's."""
+        return self.predict_each([window_features] * len(self.networks))
+
+    def predict_each(self, windows: list[np.ndarray]) -> np.ndarray:
+        """The mean probabilities of the networks, each given its own version of the
+        window (``networks`` order; speaker calibration maps a window onto each network's
+        own training population)."""
+        probs = [n._own_probabilities(w) for n, w in zip(self.networks, windows, strict=True)]
+        return probs[0] if len(probs) == 1 else np.mean(probs, axis=0, dtype=np.float32)
+
+    def _own_probabilities(self, window_features: np.ndarray) -> np.ndarray:
         y = self._run(self._standardise(window_features))
         y = np.maximum(y.astype(np.float32), 0.0)
         total = float(y.sum())

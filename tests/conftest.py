@@ -159,3 +159,16 @@ def assert_one_line_error(proc: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("ser-live: error:")]
     assert errors, proc.stderr
+
+
+def copy_model(target: Path) -> Path:
+    """The shipped model as ``target``, with its sidecar and the member models it names."""
+    from ser_live.model import DEFAULT_MODEL, ModelSpec
+
+    shutil.copy(DEFAULT_MODEL, target)
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), target.with_suffix(".json"))
+    for name in ModelSpec.read(DEFAULT_MODEL.with_suffix(".json")).members:
+        member = DEFAULT_MODEL.parent / name
+        shutil.copy(member, target.parent / name)
+        shutil.copy(member.with_suffix(".json"), (target.parent / name).with_suffix(".json"))
+    return target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from tests.conftest import (
     CORPUS,
     SPEECH_CLIP,
     assert_one_line_error,
+    copy_model,
     run_cli,
     truncated_flac,
     write_audio,
@@ -79,7 +79,7 @@ def test_voice_shifts_score_the_same_windows_with_copies(tmp_path):
     from ser_live.model import DEFAULT_MODEL
 
     model = tmp_path / "model.tflite"  # the shipped model, its sidecar asking for shifts
-    shutil.copy(DEFAULT_MODEL, model)
+    copy_model(model)
     sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     sidecar["voice_shifts"] = [-2.0, -1.0, 1.0, 2.0]
     model.with_suffix(".json").write_text(json.dumps(sidecar))
@@ -133,7 +133,7 @@ def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model
     from ser_live.model import DEFAULT_MODEL
 
     model = tmp_path / "model.tflite"  # the shipped model, its sidecar without calibration
-    shutil.copy(DEFAULT_MODEL, model)
+    copy_model(model)
     sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     del sidecar["normalisation"]["speaker_calibration"]
     model.with_suffix(".json").write_text(json.dumps(sidecar))

@@ -15,8 +15,8 @@ import pytest
 from ser_live import EMOTIONS
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
-from ser_live.model import DEFAULT_MODEL, load_model
-from tests.conftest import assert_one_line_error, run_cli
+from ser_live.model import DEFAULT_MODEL, ModelSpec, load_model
+from tests.conftest import assert_one_line_error, copy_model, run_cli
 
 
 def test_shipped_model_is_int8_small_and_matches_the_code(classifier):
@@ -44,7 +44,10 @@ def test_an_installed_package_carries_the_model(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (wheel,) = tmp_path.glob("ser_live-*.whl")
     with zipfile.ZipFile(wheel) as z:
-        for name in ("ser_cnn_int8.tflite", "ser_cnn_int8.json"):
+        members = ModelSpec.read(DEFAULT_MODEL.with_suffix(".json")).members
+        assert members  # the shipped model averages two networks' probabilities
+        names = [DEFAULT_MODEL.name, *members]
+        for name in [n for m in names for n in (m, Path(m).with_suffix(".json").name)]:
             packaged = z.read(f"ser_live/{DEFAULT_MODEL.parent.name}/{name}")
             assert packaged == (root / "models" / name).read_bytes()
     assert DEFAULT_MODEL.parent.name == "models"
@@ -62,8 +65,7 @@ def test_prediction_is_a_distribution(classifier, speech):
 @pytest.fixture
 def model_copy(tmp_path) -> Path:
     target = tmp_path / "model.tflite"
-    shutil.copy(DEFAULT_MODEL, target)
-    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), target.with_suffix(".json"))
+    copy_model(target)
     return target
 
 
@@ -128,3 +130,57 @@ def test_a_clone_is_another_interpreter_with_the_same_answers(classifier, speech
     assert twin is not classifier and twin._interp is not classifier._interp
     assert twin.spec == classifier.spec
     np.testing.assert_array_equal(twin.predict(window), classifier.predict(window))
+
+
+def test_a_model_with_a_member_gives_the_mean_of_both_networks(tmp_path, speech):
+    from ser_live.engine import Engine
+    from ser_live.features import frame_features, normalise_window
+
+    ensemble = load_model(copy_model(tmp_path / "model.tflite"))
+    (member_name,) = ensemble.spec.members
+    alone = tmp_path / "alone.tflite"
+    shutil.copy(tmp_path / "model.tflite", alone)
+    spec = json.loads((tmp_path / "model.json").read_text())
+    spec["members"] = []
+    alone.with_suffix(".json").write_text(json.dumps(spec))
+    first, second = load_model(alone), load_model(tmp_path / member_name)
+    assert [n.path.name for n in ensemble.networks] == ["model.tflite", member_name]
+    window = normalise_window(frame_features(speech[8000:40000]))
+    expected = (first.predict(window) + second.predict(window)) / 2
+    np.testing.assert_allclose(ensemble.predict(window), expected, atol=1e-6)
+    # Calibrated, each network hears the voice mapped onto its own training population:
+    # the pair gives the mean of the two calibrated alone, window by window.
+    updates = [
+        [u.raw_probabilities for u in Engine(m, calibrate=True).feed(speech) if u.speech]
+        for m in (ensemble, first, second)
+    ]
+    assert len(updates[0]) > 2
+    for both, one, two in zip(*updates, strict=True):
+        np.testing.assert_allclose(both, (one + two) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(hop_s=1.0), "has another hop_s"),
+        (lambda d: d["vad"].update(aggressiveness=3), "has another vad"),
+        (lambda d: d.update(members=["model.tflite"]), "cannot have members of its own"),
+    ],
+)
+def test_a_member_that_does_not_fit_is_refused(tmp_path, change, message):
+    model = copy_model(tmp_path / "model.tflite")
+    (member,) = ModelSpec.read(model.with_suffix(".json")).members
+    edit_sidecar(tmp_path / member, change)
+    with pytest.raises(ModelError, match=message):
+        load_model(model)
+
+
+def test_a_missing_member_or_one_outside_the_folder_is_refused(tmp_path):
+    model = copy_model(tmp_path / "model.tflite")
+    (member,) = ModelSpec.read(model.with_suffix(".json")).members
+    (tmp_path / member).unlink()
+    with pytest.raises(ModelError, match="member model not found"):
+        load_model(model)
+    edit_sidecar(model, lambda d: d.update(members=["../elsewhere.tflite"]))
+    with pytest.raises(ModelError, match="not file names beside the model"):
+        load_model(model)

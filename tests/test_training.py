@@ -665,3 +665,46 @@ def test_extra_targets_come_last_and_are_mixed_like_the_labels():
     assert (targets[np.arange(64), y[idx]] >= 0.5).all()
     assert (targets[np.arange(64), n + idx % 3] >= 0.5).all()
     assert (targets[:, n:].max(axis=1) < 1).any()
+
+
+@pytest.mark.slow
+def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path):
+    """``--member``: every model carries the member (the shipped pair's recipe), and the
+    corpora the member was trained on are not counted as held out."""
+    from ser_live.model import load_model
+
+    member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
+    run_dir = tmp_path / "loco"
+    proc = python_m(
+        "training.loco",
+        CORPUS,
+        "--run-dir",
+        run_dir,
+        "--epochs",
+        1,
+        "--augment",
+        1,
+        "--members",
+        1,
+        "--member",
+        member,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((run_dir / "loco.json").read_text())
+    heard = set(load_model(member).spec.training["corpora"])
+    assert heard == {"ravdess", "tess"}
+    assert {c for c, e in report["loco"].items() if e["seen"]} == heard
+    held_out = [e["uar"] for c, e in report["loco"].items() if c not in heard]
+    assert report["loco_mean"] == pytest.approx(np.mean(held_out))
+    for corpus in CORPORA:
+        pair = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite")
+        assert [n.path.name for n in pair.networks] == ["ser_cnn_int8.tflite", member.name]
+        assert set(pair.spec.training["corpora"]) == set(CORPORA) - {corpus}
+
+
+def test_leave_one_corpus_out_refuses_speaker_folds_the_member_heard():
+    member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
+    proc = python_m("training.loco", CORPUS, "--member", member, "--speaker-folds", "ravdess:2")
+    assert proc.returncode == 2
+    assert "the --member model was trained on those speakers" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -4,7 +4,6 @@ their window, and the engine averages them the same whatever the chunk size."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, frame_features
 from ser_live.model import DEFAULT_MODEL, load_model
 from ser_live.voice_shifts import StreamTail, VoiceShifter, speed_factor
+from tests.conftest import copy_model
 
 WINDOW = 2 * SAMPLE_RATE
 F0_COLUMN = DEFAULT_SETTINGS.feature_names.index("f0_semitones")
@@ -85,7 +85,7 @@ def test_stream_tail_holds_samples_by_stream_position():
 def shifted_model(tmp_path):
     """The shipped model with a sidecar that asks for voice shifts."""
     target = tmp_path / "model.tflite"
-    shutil.copy(DEFAULT_MODEL, target)
+    copy_model(target)
     sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     sidecar["voice_shifts"] = [-2.0, -1.0, 1.0, 2.0]
     target.with_suffix(".json").write_text(json.dumps(sidecar))
@@ -146,7 +146,7 @@ def test_the_first_window_waits_for_its_copies_and_finish_flushes_it(shifted_mod
 
 def test_a_sidecar_with_bad_voice_shifts_is_refused(tmp_path):
     target = tmp_path / "model.tflite"
-    shutil.copy(DEFAULT_MODEL, target)
+    copy_model(target)
     sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     sidecar["voice_shifts"] = [12]
     target.with_suffix(".json").write_text(json.dumps(sidecar))

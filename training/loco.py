@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -157,6 +158,9 @@ class Trainer:
     data: dict[str, np.ndarray]
     windows_file: Path
     scheduler: object
+    #: A model (with its sidecar) every exported model carries as its member: its
+    #: probabilities are averaged with the new network's (``ModelSpec.members``).
+    member: Path | None = None
 
     def queue(
         self, name: str, train_mask: np.ndarray, val_mask: np.ndarray | None, out_dir: Path
@@ -214,6 +218,10 @@ class Trainer:
             metrics,
         )
         spec.voice_shifts = []  # scored without: the engine's default path
+        if self.member is not None:
+            for source in (self.member, self.member.with_suffix(".json")):
+                shutil.copy(source, pending.out_dir / source.name)
+            spec.members = [self.member.name]
         write_model(pending.out_dir / MODEL_NAME, int8, spec.to_json())
         return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 
@@ -294,12 +302,15 @@ def folds_markdown(report: dict) -> list[str]:
 
 
 def install(model: Path) -> None:
-    """The model and its sidecar into ``models/``."""
-    import shutil
+    """The model, its members and their sidecars into ``models/``."""
+    from ser_live.model import ModelSpec
 
-    for source in (model, model.with_suffix(".json")):
-        shutil.copy(source, ROOT / "models" / source.name)
-    log(f"installed models/{model.name} ({model.stat().st_size / 1024:.0f} KiB)")
+    names = [model.name, *ModelSpec.read(model.with_suffix(".json")).members]
+    for name in names:
+        for source in (model.parent / name, (model.parent / name).with_suffix(".json")):
+            if source.resolve() != (ROOT / "models" / source.name).resolve():
+                shutil.copy(source, ROOT / "models" / source.name)
+    log(f"installed models/{model.name} ({model.stat().st_size / 1024:.0f} KiB) with {names[1:]}")
 
 
 def mean_uar(entries: dict, held_out_only: bool) -> float:
@@ -352,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
     parser.add_argument(
+        "--member",
+        type=Path,
+        help="a model every trained model carries as its member, their probabilities "
+        "averaged (a corpus it was trained on is not held out)",
+    )
+    parser.add_argument(
         "--calibrated",
         action="store_true",
         help="also score every model as one calibrated session per speaker "
@@ -366,6 +383,18 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"python -m training.loco: error: no such folder: {folder}", file=sys.stderr)
             return 2
+    if args.member is not None:
+        from ser_live.errors import ModelError
+        from ser_live.model import load_model
+
+        try:
+            member_spec = load_model(args.member).spec
+        except ModelError as exc:
+            parser.error(f"--member: {exc}")
+        if args.speaker_folds and args.speaker_folds.partition(":")[0] in member_spec.training.get(
+            "corpora", []
+        ):
+            parser.error("--speaker-folds: the --member model was trained on those speakers")
     if args.baseline_only and not args.baseline:
         parser.error("--baseline-only needs --baseline MODEL")
     folds = None
@@ -506,10 +535,19 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean)")
     np.save(run_dir / "windows.npy", x)
     report["loco"] = {}
-    report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}"
+    report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}" + (
+        f" with {args.member.name}" if args.member else ""
+    )
     try:
         with FitScheduler(cfg.workers) as scheduler:
-            trainer = Trainer(cfg, utterances, data, run_dir / "windows.npy", scheduler)
+            trainer = Trainer(
+                cfg, utterances, data, run_dir / "windows.npy", scheduler, args.member
+            )
+            member_corpora = set()
+            if args.member is not None:
+                from ser_live.model import load_model
+
+                member_corpora = set(load_model(args.member).spec.training.get("corpora", []))
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
             # queued with the held-out fits, so that it does not wait for all of them. Held
@@ -551,19 +589,21 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -
                     continue
                 model, epochs = trainer.export(pending[corpus], {})
                 entry = score_model(model, of[corpus])
+                entry["seen"] = corpus in member_corpora  # by the member: not held out
                 report["loco"][corpus] = entry
                 log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
                 if args.calibrated:
                     entry = score_model(model, of[corpus], calibrated=True)
+                    entry["seen"] = corpus in member_corpora
                     report.setdefault("loco_calibrated", {})[corpus] = entry
                     log(f"without {corpus}, calibrated: UAR {entry['uar']:.3f} on {corpus}")
             if report["loco"]:
-                report["loco_mean"] = mean_uar(report["loco"], held_out_only=False)
+                report["loco_mean"] = mean_uar(report["loco"], held_out_only=True)
                 log(f"LOCO mean UAR {report['loco_mean']:.3f}")
                 if "loco_calibrated" in report:
                     report["loco_calibrated_name"] = report["loco_name"] + ", calibrated"
                     report["loco_calibrated_mean"] = mean_uar(
-                        report["loco_calibrated"], held_out_only=False
+                        report["loco_calibrated"], held_out_only=True
                     )
             else:
                 del report["loco"]
