@@ -64,9 +64,10 @@ def main() -> None:
     classifier = load_model()
     engine = Engine(classifier)
     engine.warm_up()
+    files = [n.path for n in classifier.networks]
     print(
-        f"model: {classifier.path.name}, {classifier.path.stat().st_size / 1024:.0f} KiB, "
-        f"int8={classifier.quantized}"
+        f"model: {' + '.join(f.name for f in files)}, "
+        f"{sum(f.stat().st_size for f in files) / 1024:.0f} KiB, int8={classifier.quantized}"
     )
 
     # 1. Real-time factor of analyze over 20 files, both cores, and with the voice shifts.
