@@ -108,7 +108,7 @@ class Engine:
             else None
         )
         # One calibration per network of the model (its members have their own training
-        # populations); ``calibration`` is the first, whose ``frames_heard`` all share.
+        # populations); all hear the same windows.
         self._calibrations: list[SpeakerCalibration] = []
         if calibrate:
             for network in classifier.networks:
@@ -123,7 +123,6 @@ class Engine:
                 self._calibrations.append(
                     SpeakerCalibration(population.mean, population.std, prior)
                 )
-        self.calibration = self._calibrations[0] if self._calibrations else None
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -133,6 +132,12 @@ class Engine:
         self._phrase_covered = False  # the current phrase already has a speech window
         self.min_phrase_speech_s = self.vad.hangover_frames * FRAME_MS / 1000 + MIN_HEARD_SPEECH_S
         self.max_phrase_windows = round(self.frontend.window_s / self.frontend.hop_s) + 2
+
+    @property
+    def calibration(self) -> SpeakerCalibration | None:
+        """The first network's calibration (None when off); every network's has heard the
+        same frames (``frames_heard``)."""
+        return self._calibrations[0] if self._calibrations else None
 
     @property
     def window_s(self) -> float:

@@ -505,6 +505,23 @@ def test_an_average_with_a_conv2d_member_survives_saving_and_int8_export(tmp_pat
     assert np.abs(int8_probs - float_probs).max() < 0.05
 
 
+def loco_on_fixtures(run_dir: Path, epochs: int, *options) -> subprocess.CompletedProcess:
+    """``training.loco`` on the fixture corpora: one network, one augmented copy."""
+    return python_m(
+        "training.loco",
+        CORPUS,
+        "--run-dir",
+        run_dir,
+        "--epochs",
+        epochs,
+        "--augment",
+        1,
+        "--members",
+        1,
+        *options,
+    )
+
+
 @pytest.mark.slow
 def test_leave_one_corpus_out_on_fixtures(tmp_path):
     """Each corpus held out in turn, scored by the engine on its files, a baseline, and
@@ -513,17 +530,9 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
 
     run_dir = tmp_path / "loco"
     baseline = ROOT / "models" / "ser_cnn_int8.tflite"
-    proc = python_m(
-        "training.loco",
-        CORPUS,
-        "--run-dir",
+    proc = loco_on_fixtures(
         run_dir,
-        "--epochs",
         2,
-        "--augment",
-        1,
-        "--members",
-        1,
         "--baseline",
         baseline,
         "--speaker-folds",
@@ -675,20 +684,7 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
 
     member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
     run_dir = tmp_path / "loco"
-    proc = python_m(
-        "training.loco",
-        CORPUS,
-        "--run-dir",
-        run_dir,
-        "--epochs",
-        1,
-        "--augment",
-        1,
-        "--members",
-        1,
-        "--member",
-        member,
-    )
+    proc = loco_on_fixtures(run_dir, 1, "--member", member)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())
     heard = set(load_model(member).spec.training["corpora"])

@@ -308,8 +308,7 @@ def install(model: Path) -> None:
     names = [model.name, *ModelSpec.read(model.with_suffix(".json")).members]
     for name in names:
         for source in (model.parent / name, (model.parent / name).with_suffix(".json")):
-            if source.resolve() != (ROOT / "models" / source.name).resolve():
-                shutil.copy(source, ROOT / "models" / source.name)
+            shutil.copy(source, ROOT / "models" / source.name)
     log(f"installed models/{model.name} ({model.stat().st_size / 1024:.0f} KiB) with {names[1:]}")
 
 
@@ -383,17 +382,16 @@ def main(argv: list[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"python -m training.loco: error: no such folder: {folder}", file=sys.stderr)
             return 2
+    member_corpora: set[str] = set()  # the --member model heard these: not held out
     if args.member is not None:
         from ser_live.errors import ModelError
         from ser_live.model import load_model
 
         try:
-            member_spec = load_model(args.member).spec
+            member_corpora = set(load_model(args.member).spec.training.get("corpora", []))
         except ModelError as exc:
             parser.error(f"--member: {exc}")
-        if args.speaker_folds and args.speaker_folds.partition(":")[0] in member_spec.training.get(
-            "corpora", []
-        ):
+        if args.speaker_folds and args.speaker_folds.partition(":")[0] in member_corpora:
             parser.error("--speaker-folds: the --member model was trained on those speakers")
     if args.baseline_only and not args.baseline:
         parser.error("--baseline-only needs --baseline MODEL")
@@ -464,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             report["baseline_calibrated_mean_held_out"] = mean_uar(row, held_out_only=True)
 
     if not args.baseline_only:
-        train_all(args, cfg, utterances, corpora, of, run_dir, report, folds)
+        train_all(args, cfg, utterances, corpora, of, run_dir, report, folds, member_corpora)
 
     predictions = {}
     for row in ROWS:
@@ -518,7 +516,9 @@ def speaker_folds(utterances: list[Utterance], corpus: str, k: int) -> list[set[
     return [set(speakers[i::k]) for i in range(k)]
 
 
-def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -> None:
+def train_all(
+    args, cfg, utterances, corpora, of, run_dir, report, folds=None, member_corpora=frozenset()
+) -> None:
     from training.jobs import FitScheduler
     from training.windows import extract_windows
 
@@ -543,11 +543,6 @@ def train_all(args, cfg, utterances, corpora, of, run_dir, report, folds=None) -
             trainer = Trainer(
                 cfg, utterances, data, run_dir / "windows.npy", scheduler, args.member
             )
-            member_corpora = set()
-            if args.member is not None:
-                from ser_live.model import load_model
-
-                member_corpora = set(load_model(args.member).spec.training.get("corpora", []))
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
             # queued with the held-out fits, so that it does not wait for all of them. Held

@@ -6,13 +6,13 @@ others: a clip is the mean of its windows' probabilities, closed-set UAR over th
 labels, as ``training.loco`` scores. It scores the training pipeline's own windows (each
 clip placed in room tone) in float, not the int8 model through the engine, so its numbers
 are close to the yardstick's but not the same: a screen says which ideas deserve a
-``training.loco`` run (about 25 minutes on 2 cores), not what a model scores. One screen
+``training.loco`` run (about 45 minutes on 2 cores), not what a model scores. One screen
 takes about 6 minutes on one core, so two run side by side.
 
-A single network's cross-corpus UAR swings by about 0.03 from one epoch to the next (one
-emotion's recall moves by 0.3 on nEMO and Korean while the training loss falls smoothly),
-so the summary is the mean over the second half of the epochs and the UAR of those epochs'
-averaged predictions (a snapshot ensemble). Read differences under 0.02 as noise.
+A single network's cross-corpus UAR swings by 0.03 to 0.07 from one epoch to the next (one
+emotion's recall by 0.3 on nEMO and Korean while the training loss falls smoothly), so
+the summary is the mean over the second half of the epochs and the UAR of those epochs'
+averaged predictions (a snapshot ensemble). Read differences under about 0.03 as noise.
 
     python -m training.screen ../shared/datasets --name baseline
     python -m training.screen ../shared/datasets --name plus-nemo --train ravdess,tess,nemo \
