@@ -679,23 +679,34 @@ def test_extra_targets_come_last_and_are_mixed_like_the_labels():
 @pytest.mark.slow
 def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path):
     """``--member``: every model carries the member (the shipped pair's recipe), and the
-    corpora the member was trained on are not counted as held out."""
+    corpora the member was trained on are not counted as held out; ``--hold-out`` fits
+    only the corpora it names (here one the member heard, to see it marked)."""
     from ser_live.model import load_model
 
     member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
     run_dir = tmp_path / "loco"
-    proc = loco_on_fixtures(run_dir, 1, "--member", member)
+    held = ["ravdess", "nemo", "korean", "emospeech"]
+    proc = loco_on_fixtures(run_dir, 1, "--member", member, "--hold-out", ",".join(held))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())
     heard = set(load_model(member).spec.training["corpora"])
     assert heard == {"ravdess", "tess"}
-    assert {c for c, e in report["loco"].items() if e["seen"]} == heard
+    assert sorted(report["loco"]) == sorted(held)
+    assert not (run_dir / "without-tess").exists()
+    assert {c for c, e in report["loco"].items() if e["seen"]} == {"ravdess"}
     held_out = [e["uar"] for c, e in report["loco"].items() if c not in heard]
     assert report["loco_mean"] == pytest.approx(np.mean(held_out))
-    for corpus in CORPORA:
+    for corpus in held:
         pair = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite")
         assert [n.path.name for n in pair.networks] == ["ser_cnn_int8.tflite", member.name]
         assert set(pair.spec.training["corpora"]) == set(CORPORA) - {corpus}
+
+
+def test_leave_one_corpus_out_refuses_an_unknown_corpus_to_hold_out():
+    proc = python_m("training.loco", CORPUS, "--hold-out", "nemo,klingon")
+    assert proc.returncode == 2
+    assert "--hold-out: unknown corpus: klingon" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_leave_one_corpus_out_refuses_speaker_folds_the_member_heard():

@@ -360,6 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the held-out-corpus fits (with --install alone: just the shipped model)",
     )
+    parser.add_argument(
+        "--hold-out",
+        help="comma-separated corpora to hold out in turn (default: every corpus; with "
+        "--member, those it heard cannot be scored held out and are worth skipping)",
+    )
     parser.add_argument("--baseline", type=Path, help="also score this model on every corpus")
     parser.add_argument(
         "--member",
@@ -395,6 +400,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--speaker-folds: the --member model was trained on those speakers")
     if args.baseline_only and not args.baseline:
         parser.error("--baseline-only needs --baseline MODEL")
+    hold_out = None
+    if args.hold_out is not None:
+        hold_out = [c for c in args.hold_out.split(",") if c]
+        unknown = [c for c in hold_out if c not in CORPORA]
+        if unknown or not hold_out:
+            parser.error(f"--hold-out: unknown corpus: {', '.join(unknown) or '(none given)'}")
+        if args.no_loco:
+            parser.error("--hold-out and --no-loco contradict each other")
     folds = None
     if args.speaker_folds:
         corpus, _, k = args.speaker_folds.partition(":")
@@ -462,7 +475,9 @@ def main(argv: list[str] | None = None) -> int:
             report["baseline_calibrated_mean_held_out"] = mean_uar(row, held_out_only=True)
 
     if not args.baseline_only:
-        train_all(args, cfg, utterances, corpora, of, run_dir, report, folds, member_corpora)
+        train_all(
+            args, cfg, utterances, corpora, of, run_dir, report, folds, member_corpora, hold_out
+        )
 
     predictions = {}
     for row in ROWS:
@@ -517,7 +532,16 @@ def speaker_folds(utterances: list[Utterance], corpus: str, k: int) -> list[set[
 
 
 def train_all(
-    args, cfg, utterances, corpora, of, run_dir, report, folds=None, member_corpora=frozenset()
+    args,
+    cfg,
+    utterances,
+    corpora,
+    of,
+    run_dir,
+    report,
+    folds=None,
+    member_corpora=frozenset(),
+    hold_out=None,
 ) -> None:
     from training.jobs import FitScheduler
     from training.windows import extract_windows
@@ -557,7 +581,7 @@ def train_all(
                 val_mask = is_val & (copy == 0) & trainable
                 return trainable & ~held & ~is_val, val_mask if val_mask.any() else None
 
-            held_out = [] if args.no_loco else list(corpora)
+            held_out = [] if args.no_loco else [c for c in corpora if c in (hold_out or corpora)]
             for corpus in [*held_out, *(["final"] if args.install else [])]:
                 train_mask, val_mask = masks(
                     win_corpus == corpus, validation_speakers(utterances, corpus)
