@@ -317,6 +317,15 @@ def mean_uar(entries: dict, held_out_only: bool) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def corpus_list(parser: argparse.ArgumentParser, option: str, text: str) -> list[str]:
+    """A comma-separated list of corpus names; an unknown name is a usage error."""
+    names = [c for c in text.split(",") if c]
+    unknown = [c for c in names if c not in CORPORA]
+    if unknown:
+        parser.error(f"{option}: unknown corpus: {', '.join(unknown)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.loco", description=__doc__.split("\n\n")[0]
@@ -402,10 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--baseline-only needs --baseline MODEL")
     hold_out = None
     if args.hold_out is not None:
-        hold_out = [c for c in args.hold_out.split(",") if c]
-        unknown = [c for c in hold_out if c not in CORPORA]
-        if unknown or not hold_out:
-            parser.error(f"--hold-out: unknown corpus: {', '.join(unknown) or '(none given)'}")
+        hold_out = corpus_list(parser, "--hold-out", args.hold_out)
+        if not hold_out:
+            parser.error("--hold-out: no corpus given")
         if args.no_loco:
             parser.error("--hold-out and --no-loco contradict each other")
     folds = None
@@ -420,10 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.partial_labels:
         cfg.partial_labels = True
     if args.score_only is not None:
-        cfg.score_only_corpora = [c for c in args.score_only.split(",") if c]
-        unknown = [c for c in cfg.score_only_corpora if c not in CORPORA]
-        if unknown:
-            parser.error(f"unknown corpus: {', '.join(unknown)}")
+        cfg.score_only_corpora = corpus_list(parser, "--score-only", args.score_only)
     for name, value in (
         ("epochs", args.epochs),
         ("n_augment", args.augment),
