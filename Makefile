@@ -58,8 +58,8 @@ train: $(VENV)/.dev
 # member) as the baseline row; the recipe held out corpus by corpus with that member, on
 # the three corpora the member never heard, each scored clip by clip and as calibrated
 # sessions, one per speaker; then the new network's recipe alone on all five, and
-# RAVDESS's actors held out of it in two folds (over an hour on 2 cores: its parts were
-# timed, the whole was not).
+# RAVDESS's actors held out of it in two folds (33 minutes on 2 cores with the windows
+# cached). The reports land in training/runs/; the card's copies are models/card/loco*.md.
 loco: $(VENV)/.dev
 	$(BIN)/python -m training.loco $(DATA) $(RECIPE) --member $(MEMBER) \
 		--hold-out nemo,korean,emospeech --baseline $(MEMBER) --calibrated
