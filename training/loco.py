@@ -549,16 +549,14 @@ def train_all(
     hold_out=None,
 ) -> None:
     from training.jobs import FitScheduler
-    from training.windows import extract_windows
+    from training.windows import every_nth_window, extract_windows
 
     data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache")
     x, clip, copy = data["x"], data["clip"], data["copy"]
     win_corpus = np.array([u.corpus for u in utterances])[clip]
     win_speaker = np.array([u.speaker for u in utterances])[clip]
     # Fewer, less redundant training windows, for a run that must fit a time budget.
-    group = clip.astype(np.int64) * 64 + copy  # windows come sorted by (clip, copy)
-    in_clip = np.arange(len(clip)) - np.searchsorted(group, group)
-    usable = in_clip % args.window_stride == 0
+    usable = every_nth_window(clip, copy, args.window_stride)
     if args.copies is not None:
         usable &= copy <= args.copies
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean)")
@@ -586,7 +584,9 @@ def train_all(
                 val_mask = is_val & (copy == 0) & trainable
                 return trainable & ~held & ~is_val, val_mask if val_mask.any() else None
 
-            held_out = [] if args.no_loco else [c for c in corpora if c in (hold_out or corpora)]
+            held_out = (
+                [] if args.no_loco else [c for c in corpora if hold_out is None or c in hold_out]
+            )
             for corpus in [*held_out, *(["final"] if args.install else [])]:
                 train_mask, val_mask = masks(
                     win_corpus == corpus, validation_speakers(utterances, corpus)

@@ -6,8 +6,9 @@ others: a clip is the mean of its windows' probabilities, closed-set UAR over th
 labels, as ``training.loco`` scores. It scores the training pipeline's own windows (each
 clip placed in room tone) in float, not the int8 model through the engine, so its numbers
 are close to the yardstick's but not the same: a screen says which ideas deserve a
-``training.loco`` run (about 45 minutes on 2 cores), not what a model scores. One screen
-takes about 6 minutes on one core, so two run side by side.
+``training.loco`` run (its five held-out fits took 17 minutes on 2 cores with the windows
+cached), not what a model scores. One screen takes about 6 minutes on one core, so two
+run side by side.
 
 A single network's cross-corpus UAR swings by 0.03 to 0.07 from one epoch to the next (one
 emotion's recall by 0.3 on nEMO and Korean while the training loss falls smoothly), so
@@ -38,13 +39,6 @@ from training.corpora import CORPORA, find_utterances
 
 ROOT = Path(__file__).resolve().parent.parent
 PITCH = DEFAULT_SETTINGS.feature_names.index("f0_semitones")
-
-
-def window_mask(copy: np.ndarray, clip: np.ndarray, stride: int) -> np.ndarray:
-    """Every ``stride``-th window of each (clip, copy); windows come sorted by both."""
-    group = clip.astype(np.int64) * 64 + copy
-    in_clip = np.arange(len(clip)) - np.searchsorted(group, group)
-    return in_clip % stride == 0
 
 
 def group_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -127,14 +121,14 @@ def screen(args: argparse.Namespace) -> dict:
     from training.models import build_cnn
     from training.neural import _setup_tf, partial_label_loss, training_batches
     from training.pipeline import subset
-    from training.windows import extract_windows
+    from training.windows import every_nth_window, extract_windows
 
     cfg = TrainConfig(seed=args.seed)
     utterances = subset(find_utterances(args.data), args.max_clips_per_speaker)
     data = extract_windows(utterances, cfg, ROOT / "training" / "cache")
     clip, copy = data["clip"], data["copy"]
     corpus = np.array([u.corpus for u in utterances])[clip]
-    train = np.isin(corpus, args.train) & window_mask(copy, clip, args.window_stride)
+    train = np.isin(corpus, args.train) & every_nth_window(clip, copy, args.window_stride)
     test = np.isin(corpus, args.eval) & (copy == 0)
     x_train, x_test = data["x"][train], data["x"][test]
     del data

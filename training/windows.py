@@ -185,3 +185,12 @@ def extract_windows(
     if cache is not None:
         np.savez(cache, **out)
     return out
+
+
+def every_nth_window(clip: np.ndarray, copy: np.ndarray, stride: int) -> np.ndarray:
+    """A mask of every ``stride``-th window of each (clip, copy), counting from its first:
+    fewer, less redundant training windows (neighbours overlap by 75%). Relies on
+    ``extract_windows``'s order, sorted by clip and then copy."""
+    group = clip.astype(np.int64) * 64 + copy
+    in_group = np.arange(len(clip)) - np.searchsorted(group, group)
+    return in_group % stride == 0
