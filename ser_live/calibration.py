@@ -14,13 +14,27 @@ over as it speaks (2000 frames: about ten 2 s windows, five seconds of speech). 
 only: silence never enters them. Calibration assumes one voice per stream (one side of a
 call, one speaker's recording); a stream that mixes voices calibrates to the mix.
 
+A network trained on **speaker-normalised** windows (each training speaker's features
+z-scored with that speaker's own statistics; sidecar ``speaker_calibration.speaker_normalised``)
+needs this map, not as an option: its input is defined relative to the voice. Its target
+is zero mean and unit spread, the prior is its training population's statistics before
+that normalisation (the sidecar's ``population``), and with calibration off the map stays
+at the prior (the population heard as one voice) rather than learning this stream's.
+
 Measured on the three corpora the shipped model never heard, one session per speaker
 (models/README.md): see the model card's leave-one-corpus-out section.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from ser_live.errors import ModelError
+
+if TYPE_CHECKING:
+    from ser_live.model import ModelSpec
 
 #: The training population's weight, in frames, in a stream's running statistics.
 PRIOR_FRAMES = 2000
@@ -29,11 +43,29 @@ PRIOR_FRAMES = 2000
 class SpeakerCalibration:
     """Running per-feature statistics of one voice, and the map that calibrates to them."""
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, prior_frames: float) -> None:
+    def __init__(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        prior_frames: float,
+        target_mean: np.ndarray | None = None,
+        target_std: np.ndarray | None = None,
+    ) -> None:
+        """``mean``, ``std``: the training population's statistics, the prior; the map
+        sends the voice's statistics onto ``target_mean``, ``target_std`` (by default the
+        population's own)."""
         if not prior_frames > 0:
             raise ValueError("the calibration prior needs a positive weight")
         self._population_mean = np.asarray(mean, dtype=np.float64)
         self._population_std = np.asarray(std, dtype=np.float64)
+        self._target_mean = (
+            self._population_mean
+            if target_mean is None
+            else np.asarray(target_mean, dtype=np.float64)
+        )
+        self._target_std = (
+            self._population_std if target_std is None else np.asarray(target_std, dtype=np.float64)
+        )
         self.prior_frames = float(prior_frames)
         self.reset()
 
@@ -63,7 +95,33 @@ class SpeakerCalibration:
         return np.sqrt(np.maximum(variance, 1e-12))
 
     def map(self, window: np.ndarray) -> np.ndarray:
-        """The window as the training population's average voice would have given it."""
-        scale = self._population_std / self.std
-        out = (np.asarray(window, dtype=np.float64) - self.mean) * scale + self._population_mean
+        """The window as the training population's average voice would have given it (or,
+        with a target of zero mean and unit spread, z-scored by this voice)."""
+        scale = self._target_std / self.std
+        out = (np.asarray(window, dtype=np.float64) - self.mean) * scale + self._target_mean
         return out.astype(np.float32)
+
+
+def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration | None:
+    """The calibration one network of a model needs, from its sidecar: always one for a
+    network trained on speaker-normalised windows; otherwise one when ``calibrate``, None
+    when not (the window is heard as it is)."""
+    setup = spec.normalisation.get("speaker_calibration") or {}
+    if setup.get("speaker_normalised"):
+        n_features = spec.input_shape[1]
+        return SpeakerCalibration(
+            setup["population"]["mean"],
+            setup["population"]["std"],
+            setup["prior_frames"],
+            target_mean=np.zeros(n_features),
+            target_std=np.ones(n_features),
+        )
+    if not calibrate:
+        return None
+    if "prior_frames" not in setup:
+        raise ModelError(
+            "this model was not measured with speaker calibration (its sidecar has none): "
+            "drop --calibrate"
+        )
+    population = spec.standardiser
+    return SpeakerCalibration(population.mean, population.std, setup["prior_frames"])

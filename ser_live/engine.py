@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live import SAMPLE_RATE
-from ser_live.calibration import SpeakerCalibration
+from ser_live.calibration import SpeakerCalibration, network_calibration
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
@@ -108,21 +108,10 @@ class Engine:
             else None
         )
         # One calibration per network of the model (its members have their own training
-        # populations); all hear the same windows.
-        self._calibrations: list[SpeakerCalibration] = []
-        if calibrate:
-            for network in classifier.networks:
-                norm = network.spec.normalisation
-                prior = (norm.get("speaker_calibration") or {}).get("prior_frames")
-                if prior is None:
-                    raise ModelError(
-                        "this model was not measured with speaker calibration (its sidecar "
-                        "has none): drop --calibrate"
-                    )
-                population = network.spec.standardiser
-                self._calibrations.append(
-                    SpeakerCalibration(population.mean, population.std, prior)
-                )
+        # populations); all hear the same windows. A network trained on speaker-normalised
+        # windows has one either way; without ``calibrate`` it stays at its prior.
+        self.calibrating = calibrate
+        self._calibrations = [network_calibration(n.spec, calibrate) for n in classifier.networks]
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -137,7 +126,9 @@ class Engine:
     def calibration(self) -> SpeakerCalibration | None:
         """The first network's calibration (None when off); every network's has heard the
         same frames (``frames_heard``)."""
-        return self._calibrations[0] if self._calibrations else None
+        if not self.calibrating:
+            return None
+        return next(c for c in self._calibrations if c is not None)
 
     @property
     def window_s(self) -> float:
@@ -168,7 +159,8 @@ class Engine:
     def reset_calibration(self) -> None:
         """A new voice on this stream (the next caller): calibrate afresh."""
         for calibration in self._calibrations:
-            calibration.reset()
+            if calibration is not None:
+                calibration.reset()
 
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
@@ -254,8 +246,10 @@ class Engine:
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
-        for calibration in self._calibrations:
-            calibration.update(window.features)
+        if self.calibrating:
+            for calibration in self._calibrations:
+                if calibration is not None:
+                    calibration.update(window.features)
         probs = self._predict(window.features)
         if self.shifter is None or window.padded:
             return probs
@@ -269,9 +263,11 @@ class Engine:
     def _predict(self, features: np.ndarray) -> np.ndarray:
         """The model's probabilities, each network hearing the window calibrated to its own
         training population (or as it is, without calibration)."""
-        if not self._calibrations:
+        if all(c is None for c in self._calibrations):
             return self.classifier.predict(features)
-        return self.classifier.predict_each([c.map(features) for c in self._calibrations])
+        return self.classifier.predict_each(
+            [features if c is None else c.map(features) for c in self._calibrations]
+        )
 
     def _classify(self, window: Window, speech: bool) -> Update:
         t0 = time.perf_counter()

@@ -115,6 +115,15 @@ class ModelSpec:
             and calibration["prior_frames"] > 0
         ):
             problems.append(f"speaker calibration {calibration!r} needs positive prior_frames")
+        elif calibration is not None and calibration.get("speaker_normalised"):
+            population = calibration.get("population") or {}
+            if not all(
+                len(population.get(key, [])) == settings.n_features for key in ("mean", "std")
+            ):
+                problems.append(
+                    "a speaker-normalised model needs its population statistics "
+                    "(speaker_calibration.population) for every feature"
+                )
         glob = norm.get("global") or {}
         if (
             len(glob.get("mean", [])) != settings.n_features

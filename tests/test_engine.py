@@ -211,3 +211,68 @@ def copy_classifier(classifier, spec):
     from ser_live.model import Classifier
 
     return Classifier(classifier.path, spec)
+
+
+def speaker_normalised_copy(classifier, population: dict | None):
+    """The classifier's first network as if trained on speaker-normalised windows whose
+    statistics before normalisation were ``population`` (its global standardisation made
+    the identity, so that the calibration's map does all of it)."""
+    from dataclasses import replace
+
+    n = classifier.spec.input_shape[1]
+    calibration = {"prior_frames": 2000, "speaker_normalised": True}
+    if population is not None:
+        calibration["population"] = population
+    norm = {
+        **classifier.spec.normalisation,
+        "global": {"mean": [0.0] * n, "std": [1.0] * n},
+        "speaker_calibration": calibration,
+    }
+    return replace(classifier.spec, normalisation=norm)
+
+
+def test_a_speaker_normalised_network_hears_the_population_until_it_calibrates(classifier, speech):
+    """Such a network always hears a voice through its calibration: without ``calibrate``
+    frozen at the prior (the training population), which here gives back the plain
+    network's input exactly; with it, the voice's own statistics take over."""
+    spec = speaker_normalised_copy(classifier, classifier.spec.normalisation["global"])
+    spec.check()
+    frozen = Engine(copy_classifier(classifier, spec))
+    assert frozen.calibration is None  # not calibrating: nothing learns the voice
+    plain = feed_in_chunks(Engine(classifier), speech, 4096)
+    heard = feed_in_chunks(frozen, speech, 4096)
+    assert [u.speech for u in heard] == [u.speech for u in plain] and any(u.speech for u in plain)
+    for a, b in zip(heard, plain, strict=True):
+        if a.speech:
+            np.testing.assert_allclose(a.raw_probabilities, b.raw_probabilities, atol=0.02)
+    calibrating = Engine(copy_classifier(classifier, spec), calibrate=True)
+    learnt = feed_in_chunks(calibrating, speech, 4096)
+    assert calibrating.calibration.frames_heard > 0
+    assert any(
+        not np.allclose(a.raw_probabilities, b.raw_probabilities, atol=0.02)
+        for a, b in zip(learnt, heard, strict=True)
+        if a.speech
+    )
+
+
+def test_a_speaker_normalised_sidecar_needs_its_population(classifier):
+    from ser_live.errors import ModelError
+
+    with pytest.raises(ModelError, match="population statistics"):
+        speaker_normalised_copy(classifier, None).check()
+
+
+def test_calibration_to_a_unit_target_z_scores_the_voice():
+    from ser_live.calibration import SpeakerCalibration
+
+    rng = np.random.default_rng(1)
+    mean, std = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
+    calibration = SpeakerCalibration(mean, std, 2000, np.zeros(4), np.ones(4))
+    window = (mean + std * rng.standard_normal((196, 4))).astype(np.float32)
+    np.testing.assert_allclose(calibration.map(window), (window - mean) / std, atol=1e-5)
+    voice_mean, voice_std = mean - 2.0, std * 1.5
+    for _ in range(1000):
+        calibration.update(voice_mean + voice_std * rng.standard_normal((196, 4)))
+    mapped = calibration.map(voice_mean + voice_std * rng.standard_normal((196 * 50, 4)))
+    assert (np.abs(mapped.mean(axis=0)) < 0.1).all()
+    np.testing.assert_allclose(mapped.std(axis=0), 1.0, rtol=0.1)

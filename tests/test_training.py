@@ -680,13 +680,16 @@ def test_extra_targets_come_last_and_are_mixed_like_the_labels():
 def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path):
     """``--member``: every model carries the member (the shipped pair's recipe), and the
     corpora the member was trained on are not counted as held out; ``--hold-out`` fits
-    only the corpora it names (here one the member heard, to see it marked)."""
+    only the corpora it names (here one the member heard, to see it marked).
+    ``--speaker-normalise``: the new network's sidecar makes calibration its input."""
     from ser_live.model import load_model
 
     member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
     run_dir = tmp_path / "loco"
     held = ["ravdess", "nemo", "korean", "emospeech"]
-    proc = loco_on_fixtures(run_dir, 1, "--member", member, "--hold-out", ",".join(held))
+    proc = loco_on_fixtures(
+        run_dir, 1, "--member", member, "--hold-out", ",".join(held), "--speaker-normalise"
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())
     heard = set(load_model(member).spec.training["corpora"])
@@ -700,6 +703,9 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
         pair = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite")
         assert [n.path.name for n in pair.networks] == ["ser_cnn_int8.tflite", member.name]
         assert set(pair.spec.training["corpora"]) == set(CORPORA) - {corpus}
+        calibration = pair.spec.normalisation["speaker_calibration"]
+        assert calibration["speaker_normalised"] and len(calibration["population"]["std"]) == 43
+        assert "speaker_normalised" not in pair.members[0].spec.normalisation["speaker_calibration"]
 
 
 def test_leave_one_corpus_out_refuses_an_unknown_corpus_to_hold_out():
@@ -715,3 +721,39 @@ def test_leave_one_corpus_out_refuses_speaker_folds_the_member_heard():
     assert proc.returncode == 2
     assert "the --member model was trained on those speakers" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_speaker_normalised_windows_are_each_voice_relative_to_itself():
+    """Each (speaker, copy) group is z-scored over its frames, and the population the
+    sidecar records is the windows' statistics before that, whatever subset trains."""
+    from ser_live.features import Standardiser
+    from training.speaker_norm import normalise_by_group, speaker_groups
+
+    rng = np.random.default_rng(0)
+    speaker = np.repeat(["a", "b", "c"], 20)
+    copy = np.tile([0, 1], 30)
+    offset = {"a": 5.0, "b": -3.0, "c": 0.5}
+    raw = np.stack(
+        [
+            offset[s] + (1 + c) * rng.standard_normal((10, 4))
+            for s, c in zip(speaker, copy, strict=True)
+        ]
+    ).astype(np.float32)
+    x = raw.copy()
+    group = speaker_groups(speaker, copy)
+    assert len(set(group)) == 6
+    stats = normalise_by_group(x, group)
+    for g in range(6):
+        frames = x[group == g].reshape(-1, 4)
+        np.testing.assert_allclose(frames.mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(frames.std(axis=0), 1, atol=1e-4)
+    mask = np.arange(60) % 3 != 0
+    expected = Standardiser.fit(raw[mask])
+    # Each group's statistics stand for the masked windows of that group: close, not equal.
+    population = stats.population(mask)
+    np.testing.assert_allclose(population.mean, expected.mean, atol=0.3)
+    np.testing.assert_allclose(population.std, expected.std, rtol=0.1)
+    whole = stats.population(np.ones(60, dtype=bool))
+    exact = Standardiser.fit(raw)
+    np.testing.assert_allclose(whole.mean, exact.mean, atol=1e-4)
+    np.testing.assert_allclose(whole.std, exact.std, rtol=1e-4)

@@ -68,6 +68,10 @@ class TrainConfig:
     # (EmoSpeech has no sad, disgust or surprise) teaches "this recording setup is not
     # sad", and the network learns to tell corpora apart.
     partial_labels: bool = False
+    # Each training window z-scored with its speaker's own statistics (training.speaker_norm),
+    # as the engine's speaker calibration hears a voice it has converged on; the sidecar
+    # then makes calibration part of the network's input (ser_live.calibration).
+    speaker_normalise: bool = False
     # The shipped CNN is the average of this many networks, each with its own seed (initial
     # weights, batch order, masks, mixup), exported as one int8 graph. Three conv1d networks
     # scored 0.612, 0.586 and 0.586 alone and 0.615 averaged (float, same folds); a third

@@ -33,6 +33,7 @@ from ser_live.model import DEFAULT_MODEL
 from training import log
 from training.config import TrainConfig
 from training.corpora import CORPORA, LANGUAGES, Utterance, find_utterances, write_manifest
+from training.speaker_norm import GroupStats
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = DEFAULT_MODEL.name
@@ -147,6 +148,7 @@ class PendingModel:
     train_mask: np.ndarray
     standardiser: Standardiser
     futures: list
+    population: Standardiser | None = None  # speaker-normalised: the raw windows' statistics
 
 
 @dataclass
@@ -161,6 +163,8 @@ class Trainer:
     #: A model (with its sidecar) every exported model carries as its member: its
     #: probabilities are averaged with the new network's (``ModelSpec.members``).
     member: Path | None = None
+    #: The windows were speaker-normalised (``training.speaker_norm``) with these statistics.
+    speaker_stats: GroupStats | None = None
 
     def queue(
         self, name: str, train_mask: np.ndarray, val_mask: np.ndarray | None, out_dir: Path
@@ -190,7 +194,10 @@ class Trainer:
                 val_label_sets=None if sets is None or val_mask is None else sets[val_mask],
             )
             futures.append(self.scheduler.submit(job, priority=0))
-        return PendingModel(out_dir, train_mask, standardiser, futures)
+        population = (
+            None if self.speaker_stats is None else self.speaker_stats.population(train_mask)
+        )
+        return PendingModel(out_dir, train_mask, standardiser, futures, population)
 
     def export(self, pending: PendingModel, metrics: dict) -> tuple[Path, list[int]]:
         """Wait for the fits, average them into one int8 model, write it with its sidecar."""
@@ -216,6 +223,7 @@ class Trainer:
             trained_on,
             epochs,
             metrics,
+            pending.population,
         )
         spec.voice_shifts = []  # scored without: the engine's default path
         if self.member is not None:
@@ -342,6 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         help="take each window's loss over the emotions its corpus has (see TrainConfig)",
     )
     parser.add_argument(
+        "--speaker-normalise",
+        action="store_true",
+        help="train on windows z-scored with each speaker's own statistics; the model "
+        "then always hears a voice through speaker calibration (see TrainConfig)",
+    )
+    parser.add_argument(
         "--score-only",
         help="comma-separated corpora that are scored but never trained on (default: the "
         "config's score_only_corpora; '' for none)",
@@ -427,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     if args.partial_labels:
         cfg.partial_labels = True
+    if args.speaker_normalise:
+        cfg.speaker_normalise = True
     if args.score_only is not None:
         cfg.score_only_corpora = corpus_list(parser, "--score-only", args.score_only)
     for name, value in (
@@ -549,6 +565,7 @@ def train_all(
     hold_out=None,
 ) -> None:
     from training.jobs import FitScheduler
+    from training.speaker_norm import normalise_by_group, speaker_groups
     from training.windows import every_nth_window, extract_windows
 
     data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache")
@@ -560,6 +577,10 @@ def train_all(
     if args.copies is not None:
         usable &= copy <= args.copies
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean)")
+    speaker_stats = None
+    if cfg.speaker_normalise:
+        speaker_stats = normalise_by_group(x, speaker_groups(win_speaker, copy))
+        log("windows speaker-normalised")
     np.save(run_dir / "windows.npy", x)
     report["loco"] = {}
     report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}" + (
@@ -568,7 +589,13 @@ def train_all(
     try:
         with FitScheduler(cfg.workers) as scheduler:
             trainer = Trainer(
-                cfg, utterances, data, run_dir / "windows.npy", scheduler, args.member
+                cfg,
+                utterances,
+                data,
+                run_dir / "windows.npy",
+                scheduler,
+                args.member,
+                speaker_stats,
             )
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is

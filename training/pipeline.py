@@ -456,8 +456,14 @@ def model_spec(
     utterances: list[Utterance],
     epochs: dict[str, int],
     summary: dict,
+    population: Standardiser | None = None,
 ) -> ModelSpec:
-    """The sidecar: everything the runtime needs to feed the model as it was trained."""
+    """The sidecar: everything the runtime needs to feed the model as it was trained.
+    ``population``: for a network trained on speaker-normalised windows, its training
+    windows' statistics before that normalisation (the calibration's prior)."""
+    calibration: dict = {"prior_frames": PRIOR_FRAMES}
+    if population is not None:
+        calibration.update(speaker_normalised=True, population=population.to_dict())
     return ModelSpec(
         labels=list(EMOTIONS),
         sample_rate=SAMPLE_RATE,
@@ -473,7 +479,7 @@ def model_spec(
         features=DEFAULT_SETTINGS.to_dict(),
         normalisation={
             "per_window": "cepstral-mean-and-level",
-            "speaker_calibration": {"prior_frames": PRIOR_FRAMES},
+            "speaker_calibration": calibration,
             "global": standardiser.to_dict(),
         },
         input_shape=list(input_shape),

@@ -121,6 +121,7 @@ def screen(args: argparse.Namespace) -> dict:
     from training.models import build_cnn
     from training.neural import _setup_tf, partial_label_loss, training_batches
     from training.pipeline import subset
+    from training.speaker_norm import normalise_by_group, speaker_groups
     from training.windows import every_nth_window, extract_windows
 
     cfg = TrainConfig(seed=args.seed)
@@ -132,6 +133,10 @@ def screen(args: argparse.Namespace) -> dict:
     test = np.isin(corpus, args.eval) & (copy == 0)
     x_train, x_test = data["x"][train], data["x"][test]
     del data
+    if args.speaker_normalise:  # each voice relative to itself (training.speaker_norm)
+        speaker = np.array([u.speaker for u in utterances])[clip]
+        for x, rows in ((x_train, train), (x_test, test)):
+            normalise_by_group(x, speaker_groups(speaker[rows], copy[rows]))
     if args.relative_pitch:  # pitch as semitones from the window's mean: no voice height
         for x in (x_train, x_test):
             x[:, :, PITCH] -= x[:, :, PITCH].mean(axis=1, keepdims=True)
@@ -222,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--relative-pitch", action="store_true", help="pitch relative to the window's mean"
+    )
+    parser.add_argument(
+        "--speaker-normalise",
+        action="store_true",
+        help="z-score each speaker's windows with their own statistics (train and test)",
     )
     parser.add_argument("--weights", choices=("class", "speaker"), default="class")
     parser.add_argument("--partial-labels", action="store_true")
