@@ -122,11 +122,14 @@ def session_probabilities(
     return out
 
 
-def score_model(model: Path, utterances: list[Utterance], calibrated: bool = False) -> dict:
+def score_model(
+    model: Path, utterances: list[Utterance], calibrated: bool = False, seen: bool = False
+) -> dict:
     """Scores of ``model`` on every clip of ``utterances`` (``calibrated``: one calibrated
-    session per speaker)."""
+    session per speaker); ``seen``: the model (or its member) trained on these clips, so
+    they are not held out."""
     probabilities = (session_probabilities if calibrated else clip_probabilities)(model, utterances)
-    return scores(utterances, probabilities)
+    return {**scores(utterances, probabilities), "seen": seen}
 
 
 def scores(utterances: list[Utterance], probabilities: list[np.ndarray | None]) -> dict:
@@ -476,8 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         report["baseline"] = {}
         report["baseline_name"] = f"baseline: {args.baseline.name}"
         for corpus in corpora:
-            entry = score_model(args.baseline, of[corpus])
-            entry["seen"] = corpus in seen
+            entry = score_model(args.baseline, of[corpus], seen=corpus in seen)
             report["baseline"][corpus] = entry
             log(
                 f"baseline on {corpus}: UAR {entry['uar']:.3f}"
@@ -489,8 +491,9 @@ def main(argv: list[str] | None = None) -> int:
             row = report["baseline_calibrated"] = {}
             report["baseline_calibrated_name"] = report["baseline_name"] + ", calibrated"
             for corpus in corpora:
-                row[corpus] = score_model(args.baseline, of[corpus], calibrated=True)
-                row[corpus]["seen"] = corpus in seen
+                row[corpus] = score_model(
+                    args.baseline, of[corpus], calibrated=True, seen=corpus in seen
+                )
                 log(f"baseline on {corpus}, calibrated: UAR {row[corpus]['uar']:.3f}")
             report["baseline_calibrated_mean"] = mean_uar(row, held_out_only=False)
             report["baseline_calibrated_mean_held_out"] = mean_uar(row, held_out_only=True)
@@ -639,13 +642,14 @@ def train_all(
                 if corpus not in pending:
                     continue
                 model, epochs = trainer.export(pending[corpus], {})
-                entry = score_model(model, of[corpus])
-                entry["seen"] = corpus in member_corpora  # by the member: not held out
+                # A corpus the member heard is not held out.
+                entry = score_model(model, of[corpus], seen=corpus in member_corpora)
                 report["loco"][corpus] = entry
                 log(f"without {corpus}: UAR {entry['uar']:.3f} on {corpus} (best epochs {epochs})")
                 if args.calibrated:
-                    entry = score_model(model, of[corpus], calibrated=True)
-                    entry["seen"] = corpus in member_corpora
+                    entry = score_model(
+                        model, of[corpus], calibrated=True, seen=corpus in member_corpora
+                    )
                     report.setdefault("loco_calibrated", {})[corpus] = entry
                     log(f"without {corpus}, calibrated: UAR {entry['uar']:.3f} on {corpus}")
             if report["loco"]:
