@@ -110,8 +110,9 @@ class Engine:
         # One calibration per network of the model (its members have their own training
         # populations); all hear the same windows. A network trained on speaker-normalised
         # windows has one either way; without ``calibrate`` it stays at its prior.
-        self.calibrating = calibrate
         self._calibrations = [network_calibration(n.spec, calibrate) for n in classifier.networks]
+        self._present = [c for c in self._calibrations if c is not None]
+        self._learning = self._present if calibrate else []  # those that hear this voice
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -126,9 +127,7 @@ class Engine:
     def calibration(self) -> SpeakerCalibration | None:
         """The first network's calibration (None when off); every network's has heard the
         same frames (``frames_heard``)."""
-        if not self.calibrating:
-            return None
-        return next(c for c in self._calibrations if c is not None)
+        return self._learning[0] if self._learning else None
 
     @property
     def window_s(self) -> float:
@@ -158,9 +157,8 @@ class Engine:
 
     def reset_calibration(self) -> None:
         """A new voice on this stream (the next caller): calibrate afresh."""
-        for calibration in self._calibrations:
-            if calibration is not None:
-                calibration.reset()
+        for calibration in self._present:
+            calibration.reset()
 
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
@@ -246,10 +244,8 @@ class Engine:
 
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies."""
-        if self.calibrating:
-            for calibration in self._calibrations:
-                if calibration is not None:
-                    calibration.update(window.features)
+        for calibration in self._learning:
+            calibration.update(window.features)
         probs = self._predict(window.features)
         if self.shifter is None or window.padded:
             return probs
@@ -263,7 +259,7 @@ class Engine:
     def _predict(self, features: np.ndarray) -> np.ndarray:
         """The model's probabilities, each network hearing the window calibrated to its own
         training population (or as it is, without calibration)."""
-        if all(c is None for c in self._calibrations):
+        if not self._present:
             return self.classifier.predict(features)
         return self.classifier.predict_each(
             [features if c is None else c.map(features) for c in self._calibrations]
