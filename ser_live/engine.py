@@ -19,6 +19,7 @@ from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
 from ser_live.model import Classifier
+from ser_live.utterance import UtteranceHead, UtteranceTracker
 from ser_live.vad import FRAME_MS, VoiceActivityDetector
 from ser_live.voice_shifts import StreamTail, VoiceShifter
 
@@ -41,6 +42,9 @@ class Update:
     confidence: float | None
     wall_time: float  # time.time() when the update was made
     compute_ms: float  # features + inference for this window
+    # The window's frame summary (``frontend.frame_summary``) where it was classified: what
+    # the utterance head hears of it
+    summary: np.ndarray | None = None
 
 
 class Smoother:
@@ -113,6 +117,13 @@ class Engine:
         self._calibrations = [network_calibration(n.spec, calibrate) for n in classifier.networks]
         self._present = [c for c in self._calibrations if c is not None]
         self._learning = self._present if calibrate else []  # those that hear this voice
+        # The model's utterance head, if its sidecar has one (``ser_live.utterance``): the
+        # phrase against the voice's other phrases, which only calibration lets it learn.
+        self._utterances = (
+            UtteranceTracker(UtteranceHead.from_dict(spec.utterance_head), learn_voice=calibrate)
+            if spec.utterance_head
+            else None
+        )
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -159,6 +170,8 @@ class Engine:
         """A new voice on this stream (the next caller): calibrate afresh."""
         for calibration in self._present:
             calibration.reset()
+        if self._utterances is not None:
+            self._utterances.forget_voice()
 
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
@@ -166,6 +179,8 @@ class Engine:
     def reset(self, keep_calibration: bool = False) -> None:
         """A new stream; ``keep_calibration``: by the same voice (the next recording of
         one speaker), so the calibration carries on."""
+        if self._utterances is not None:
+            self._utterances.end_phrase()  # the stream's end ends its phrase
         if not keep_calibration:
             self.reset_calibration()
         self.frontend.reset()
@@ -228,6 +243,8 @@ class Engine:
                 if window.speech_ratio == 0:
                     updates += self._close_phrase()
                     self._phrase_covered = False
+                    if self._utterances is not None:
+                        self._utterances.end_phrase()
                 updates.append(self._classify(window, speech=False))
         if finishing:
             updates += self._close_phrase()
@@ -243,12 +260,18 @@ class Engine:
         return [self._classify(w, speech=w is best) for w in phrase]
 
     def _probabilities(self, window: Window) -> np.ndarray:
-        """The model's output for the window, averaged over its voice-shifted copies."""
+        """The model's output for the window, averaged over its voice-shifted copies, and
+        with the utterance head's for its phrase."""
         for calibration in self._learning:
             calibration.update(window.features)
         probs = self._predict(window.features)
-        if self.shifter is None or window.padded:
-            return probs
+        if self.shifter is not None and not window.padded:
+            probs = self._with_shifted_copies(window, probs)
+        if self._utterances is not None:
+            probs = self._utterances.mix(probs, window.summary)
+        return probs
+
+    def _with_shifted_copies(self, window: Window, probs: np.ndarray) -> np.ndarray:
         start = round(window.start_s * SAMPLE_RATE)
         reach = self.shifter.context_samples
         first = max(0, start + self.shifter.window_samples - reach, self._tail.first)
@@ -286,4 +309,5 @@ class Engine:
             confidence=confidence,
             wall_time=time.time(),
             compute_ms=(time.perf_counter() - t0) * 1000.0,
+            summary=window.summary if speech else None,
         )

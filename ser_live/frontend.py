@@ -29,6 +29,9 @@ class Window:
     # unless the front end was asked for them (``silence_features``)
     features: np.ndarray | None
     padded: bool = False  # a stream shorter than a window, centred in room tone
+    # Each feature's mean and spread over the window's frames before the per-window
+    # normalisation (``frame_summary``); None where ``features`` is None
+    summary: np.ndarray | None = None
 
 
 #: Level of the room tone a short stream is padded with: faint white noise, as from any
@@ -39,6 +42,14 @@ ROOM_TONE_DBFS = -75.0
 def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of faint white noise, the floor of any microphone."""
     return rng.standard_normal(n).astype(np.float32) * np.float32(10 ** (ROOM_TONE_DBFS / 20))
+
+
+def frame_summary(frames: np.ndarray) -> np.ndarray:
+    """Each feature's mean, then each one's spread, over ``frames``: ``(2 * n_features,)``.
+    Taken before the per-window normalisation, which would zero the cepstral and level
+    means that say how this stretch of the voice differs from the rest of it."""
+    frames = np.asarray(frames, dtype=np.float64)
+    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
 
 
 def level_db(samples: np.ndarray) -> float:
@@ -159,13 +170,15 @@ class FrontEnd:
         lead = (self.window_samples - len(audio)) // 2
         padded[lead : lead + len(audio)] += audio
         speech_ratio = float(self.vad.fresh().process(padded).mean())
+        frames = frame_features(padded, self.settings)
         return Window(
             0.0,
             len(audio) / SAMPLE_RATE,
             speech_ratio,
             level_db(audio),
-            normalise_window(frame_features(padded, self.settings), self.settings),
+            normalise_window(frames, self.settings),
             padded=True,
+            summary=frame_summary(frames),
         )
 
     def _speech_ratio(self, start: int) -> float:
@@ -177,12 +190,15 @@ class FrontEnd:
     def _make_window(self, start: int, speech_ratio: float, with_features: bool) -> Window:
         s = self.settings
         end = start + self.window_samples
-        feats = None
+        feats = summary = None
         if with_features:
             i0 = start // s.hop_length - self._frames_start
-            feats = normalise_window(self._frames[i0 : i0 + self.frames_per_window], s)
+            frames = self._frames[i0 : i0 + self.frames_per_window]
+            feats, summary = normalise_window(frames, s), frame_summary(frames)
         level = level_db(self._audio[start - self._audio_start : end - self._audio_start])
-        return Window(start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level, feats)
+        return Window(
+            start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level, feats, summary=summary
+        )
 
     def _trim(self) -> None:
         """Forget what no future window needs, so memory stays flat in long sessions."""

@@ -19,6 +19,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
+from ser_live.utterance import head_problem
 from ser_live.voice_shifts import shifts_problem
 
 SIDECAR_FORMAT = "ser-live-model"
@@ -47,6 +48,9 @@ class ModelSpec:
     # probabilities are averaged with this model's: networks trained on other data, or
     # standardised with other statistics, than one graph can hold. Empty: this model alone.
     members: list[str] = field(default_factory=list)
+    # A regression on the phrase heard against the voice's other phrases, averaged with
+    # the networks (``ser_live.utterance``); None: the networks alone.
+    utterance_head: dict | None = None
     model_version: str = "dev"
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -137,6 +141,10 @@ class ModelSpec:
         if not isinstance(self.voice_shifts, list):
             problems.append(f"voice shifts {self.voice_shifts!r} are not a list")
         elif problem := shifts_problem(self.voice_shifts):
+            problems.append(problem)
+        if self.utterance_head is not None and (
+            problem := head_problem(self.utterance_head, len(EMOTIONS), settings.n_features)
+        ):
             problems.append(problem)
         if problems:
             raise ModelError(f"model does not match this ser-live ({path}): " + "; ".join(problems))

@@ -681,14 +681,22 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
     """``--member``: every model carries the member (the shipped pair's recipe), and the
     corpora the member was trained on are not counted as held out; ``--hold-out`` fits
     only the corpora it names (here one the member heard, to see it marked).
-    ``--speaker-normalise``: the new network's sidecar makes calibration its input."""
+    ``--speaker-normalise``: the new network's sidecar makes calibration its input;
+    ``--utterance-head``: each model's head trained on that model's training clips."""
     from ser_live.model import load_model
 
     member = ROOT / "models" / "ser_cnn_rt_int8.tflite"
     run_dir = tmp_path / "loco"
     held = ["ravdess", "nemo", "korean", "emospeech"]
     proc = loco_on_fixtures(
-        run_dir, 1, "--member", member, "--hold-out", ",".join(held), "--speaker-normalise"
+        run_dir,
+        1,
+        "--member",
+        member,
+        "--hold-out",
+        ",".join(held),
+        "--speaker-normalise",
+        "--utterance-head",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((run_dir / "loco.json").read_text())
@@ -706,6 +714,9 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
         calibration = pair.spec.normalisation["speaker_calibration"]
         assert calibration["speaker_normalised"] and len(calibration["population"]["std"]) == 43
         assert "speaker_normalised" not in pair.members[0].spec.normalisation["speaker_calibration"]
+        # The utterance head heard the training corpora's clips only.
+        assert pair.spec.utterance_head["trained_on"] == sorted(set(CORPORA) - {corpus})
+    assert "+ utterance head" in (run_dir / "loco.md").read_text()
 
 
 def test_leave_one_corpus_out_refuses_an_unknown_corpus_to_hold_out():

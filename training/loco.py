@@ -168,6 +168,9 @@ class Trainer:
     member: Path | None = None
     #: The windows were speaker-normalised (``training.speaker_norm``) with these statistics.
     speaker_stats: GroupStats | None = None
+    #: Every clip's window summaries as the engine hears them: each exported model gets an
+    #: utterance head trained on its training clips (``training.utterance_head``).
+    head_summaries: list | None = None
 
     def queue(
         self, name: str, train_mask: np.ndarray, val_mask: np.ndarray | None, out_dir: Path
@@ -234,6 +237,12 @@ class Trainer:
                 shutil.copy(source, pending.out_dir / source.name)
             spec.members = [self.member.name]
         write_model(pending.out_dir / MODEL_NAME, int8, spec.to_json())
+        if self.head_summaries is not None:
+            from training.utterance_head import attach, fit_head
+
+            clips = [int(c) for c in np.unique(self.data["clip"][train_mask])]
+            head = fit_head(self.head_summaries, self.utterances, clips, self.cfg.seed)
+            attach(pending.out_dir / MODEL_NAME, head, trained_on)
         return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 
 
@@ -357,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train on windows z-scored with each speaker's own statistics; the model "
         "then always hears a voice through speaker calibration (see TrainConfig)",
+    )
+    parser.add_argument(
+        "--utterance-head",
+        action="store_true",
+        help="give every model an utterance head trained on its training clips "
+        "(ser_live.utterance): each phrase heard against the voice's other phrases",
     )
     parser.add_argument(
         "--score-only",
@@ -584,10 +599,18 @@ def train_all(
     if cfg.speaker_normalise:
         speaker_stats = normalise_by_group(x, speaker_groups(win_speaker, copy))
         log("windows speaker-normalised")
+    head_summaries = None
+    if args.utterance_head:
+        from training.utterance_head import clip_summaries
+
+        log("hearing every clip through the engine for the utterance heads")
+        head_summaries = clip_summaries(utterances)
     np.save(run_dir / "windows.npy", x)
     report["loco"] = {}
-    report["loco_name"] = f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}" + (
-        f" with {args.member.name}" if args.member else ""
+    report["loco_name"] = (
+        f"LOCO: {'+'.join(cfg.cnn_architectures[: cfg.cnn_members])}"
+        + (" + utterance head" if args.utterance_head else "")
+        + (f" with {args.member.name}" if args.member else "")
     )
     try:
         with FitScheduler(cfg.workers) as scheduler:
@@ -599,6 +622,7 @@ def train_all(
                 scheduler,
                 args.member,
                 speaker_stats,
+                head_summaries,
             )
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
