@@ -45,11 +45,18 @@ def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def frame_summary(frames: np.ndarray) -> np.ndarray:
-    """Each feature's mean, then each one's spread, over ``frames``: ``(2 * n_features,)``.
-    Taken before the per-window normalisation, which would zero the cepstral and level
-    means that say how this stretch of the voice differs from the rest of it."""
+    """Each feature's mean, spread, and spread of its frame-to-frame change over ``frames``
+    (``summary_size`` values): how high, how varied and how fast the voice moves. Taken
+    before the per-window normalisation, which would zero the cepstral and level means
+    that say how this stretch of the voice differs from the rest of it."""
     frames = np.asarray(frames, dtype=np.float64)
-    return np.concatenate([frames.mean(axis=0), frames.std(axis=0)]).astype(np.float32)
+    return np.concatenate(
+        [frames.mean(axis=0), frames.std(axis=0), np.diff(frames, axis=0).std(axis=0)]
+    ).astype(np.float32)
+
+
+def summary_size(n_features: int) -> int:
+    return 3 * n_features
 
 
 def level_db(samples: np.ndarray) -> float:

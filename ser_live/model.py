@@ -19,6 +19,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
+from ser_live.frontend import summary_size
 from ser_live.utterance import head_problem
 from ser_live.voice_shifts import shifts_problem
 
@@ -143,7 +144,9 @@ class ModelSpec:
         elif problem := shifts_problem(self.voice_shifts):
             problems.append(problem)
         if self.utterance_head is not None and (
-            problem := head_problem(self.utterance_head, len(EMOTIONS), settings.n_features)
+            problem := head_problem(
+                self.utterance_head, len(EMOTIONS), summary_size(settings.n_features)
+            )
         ):
             problems.append(problem)
         if problems:

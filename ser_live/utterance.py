@@ -6,8 +6,8 @@ listener who knows the voice relies on most. The utterance head hears exactly th
 
 - **Phrase**: the speech windows since the last pause (a window without speech), at most
   ``MAX_PHRASE_WINDOWS`` of them. Its summary is the mean of its windows' frame summaries
-  so far (``frontend.frame_summary``: each feature's mean and spread over the window, before
-  the per-window normalisation).
+  so far (``frontend.frame_summary``: each feature's mean, spread and spread of change
+  over the window, before the per-window normalisation).
 - **Voice**: running mean and spread of this speaker's phrase summaries, starting from
   the training population's, worth ``prior_phrases`` phrases. Only speaker calibration
   (``--calibrate``) lets a voice move them; without it they stay at the population's, as
@@ -75,10 +75,9 @@ class UtteranceHead:
         return (e / e.sum()).astype(np.float32)
 
 
-def head_problem(data: object, n_labels: int, n_features: int) -> str | None:
+def head_problem(data: object, n_labels: int, n_summary: int) -> str | None:
     """Why a sidecar's ``utterance_head`` cannot be used with ``n_labels`` outputs and
-    ``n_features`` frame features; None if it can."""
-    n_summary = 2 * n_features
+    window summaries of ``n_summary`` values; None if it can."""
     try:
         head = UtteranceHead.from_dict(data)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError):

@@ -14,7 +14,7 @@ from ser_live.model import Classifier, load_model
 from ser_live.utterance import MAX_PHRASE_WINDOWS, UtteranceHead, UtteranceTracker, VoicePhrases
 from tests.conftest import CORPUS, copy_model
 
-N_SUMMARY = 86  # each of the 43 frame features' mean and spread
+N_SUMMARY = 129  # each of the 43 frame features' mean, spread and spread of change
 
 
 def random_head(seed: int, weight: float = 0.5) -> UtteranceHead:

@@ -22,7 +22,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +152,7 @@ class PendingModel:
     standardiser: Standardiser
     futures: list
     population: Standardiser | None = None  # speaker-normalised: the raw windows' statistics
+    validation_speakers: set[str] = field(default_factory=set)  # kept for early stopping
 
 
 @dataclass
@@ -203,7 +204,13 @@ class Trainer:
         population = (
             None if self.speaker_stats is None else self.speaker_stats.population(train_mask)
         )
-        return PendingModel(out_dir, train_mask, standardiser, futures, population)
+        validation = set() if val_mask is None else set(self.data_speakers[val_mask])
+        return PendingModel(out_dir, train_mask, standardiser, futures, population, validation)
+
+    @property
+    def data_speakers(self) -> np.ndarray:
+        """Each window's speaker."""
+        return np.array([u.speaker for u in self.utterances])[self.data["clip"]]
 
     def export(self, pending: PendingModel, metrics: dict) -> tuple[Path, list[int]]:
         """Wait for the fits, average them into one int8 model, write it with its sidecar."""
@@ -240,9 +247,13 @@ class Trainer:
         if self.head_summaries is not None:
             from training.utterance_head import attach, fit_head
 
-            clips = [int(c) for c in np.unique(self.data["clip"][train_mask])]
+            # Every clip of the speakers the network heard, those it kept for early
+            # stopping too (the head needs none): the final model's head is then the one
+            # ``python -m training.utterance_head`` fits on all the data.
+            heard = {u.speaker for u in trained_on} | pending.validation_speakers
+            clips = [i for i, u in enumerate(self.utterances) if u.speaker in heard]
             head = fit_head(self.head_summaries, self.utterances, clips, self.cfg.seed)
-            attach(pending.out_dir / MODEL_NAME, head, trained_on)
+            attach(pending.out_dir / MODEL_NAME, head, [self.utterances[i] for i in clips])
         return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 
 

@@ -132,6 +132,7 @@ def fit_head(
     """A head trained on the clips ``indices`` (their speakers heard as sessions)."""
     from sklearn.linear_model import LogisticRegression
 
+    indices = [i for i in indices if summaries[i] is not None]  # no verdict: nothing heard
     mean, std = voice_prior(summaries, utterances, indices)
     n_labels, n_summary = len(EMOTIONS), len(mean)
     prior = UtteranceHead(
