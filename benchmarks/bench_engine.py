@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import rss_mb, speech_stream
 from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
 from ser_live.engine import Engine
-from ser_live.model import load_model
+from ser_live.model import Classifier, load_model
 from ser_live.session_log import SessionLog
 
 FIRST_PREDICTION = """
@@ -73,6 +74,12 @@ def main() -> None:
     # 1. Real-time factor of analyze over 20 files, both cores, and with the voice shifts.
     audio = speech_stream(620)
     duration = len(audio) / 16000
+    # The same networks without the model's utterance head, to measure what it costs.
+    headless = (
+        Classifier(classifier.path, replace(classifier.spec, utterance_head=None))
+        if classifier.spec.utterance_head
+        else None
+    )
     # A model scored without voice shifts lists none and refuses them (the shipped one).
     shifted_engine = Engine(classifier, voice_shifts=True) if classifier.spec.voice_shifts else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +128,21 @@ def main() -> None:
         else:
             line += " (the model lists no voice shifts: none measured)"
         print(line)
+        if headless is not None:
+            # Interleaved, best of three each: the head's share is smaller than the spread
+            # between single runs on a busy machine.
+            with_head, without = [], []
+            for _ in range(3):
+                for times, each in ((with_head, engine), (without, Engine(headless))):
+                    t0 = time.perf_counter()
+                    assert analyze_file(tasks[0].path, each).error is None
+                    times.append(time.perf_counter() - t0)
+            print(
+                f"one core, one file, best of 3: {one.duration_s / min(with_head):.0f}x real "
+                f"time; the networks alone (no utterance head): "
+                f"{one.duration_s / min(without):.0f}x; the head costs "
+                f"{min(with_head) / min(without):.3f}x the time"
+            )
 
     # 2. Per-update latency in live mode (20 ms blocks, as from a microphone), calibrated as
     # listen and the app run by default.
@@ -128,6 +150,10 @@ def main() -> None:
     for name, each in (
         ("live update (calibrated)", live_engine),
         ("live update, not calibrated", engine),
+        (
+            "live update (calibrated), the networks alone (no utterance head)",
+            Engine(headless, calibrate=True) if headless is not None else None,
+        ),
         ("live update, --voice-shifts", shifted_engine),
     ):
         if each is None:

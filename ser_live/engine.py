@@ -19,7 +19,7 @@ from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
 from ser_live.model import Classifier
-from ser_live.utterance import UtteranceHead, UtteranceTracker
+from ser_live.utterance import UtteranceHead, UtteranceTracker, WindowFrames
 from ser_live.vad import FRAME_MS, VoiceActivityDetector
 from ser_live.voice_shifts import StreamTail, VoiceShifter
 
@@ -42,9 +42,9 @@ class Update:
     confidence: float | None
     wall_time: float  # time.time() when the update was made
     compute_ms: float  # features + inference for this window
-    # The window's frame summary (``frontend.frame_summary``) where it was classified: what
-    # the utterance head hears of it
-    summary: np.ndarray | None = None
+    # The window's speech-frame statistics where it was classified: what the utterance
+    # head hears of it (``ser_live.utterance``)
+    frames: WindowFrames | None = None
 
 
 class Smoother:
@@ -120,7 +120,9 @@ class Engine:
         # The model's utterance head, if its sidecar has one (``ser_live.utterance``): the
         # phrase against the voice's other phrases, which only calibration lets it learn.
         self._utterances = (
-            UtteranceTracker(UtteranceHead.from_dict(spec.utterance_head), learn_voice=calibrate)
+            UtteranceTracker(
+                UtteranceHead.from_dict(spec.utterance_head), calibrate, self.frontend.hop_s
+            )
             if spec.utterance_head
             else None
         )
@@ -268,7 +270,7 @@ class Engine:
         if self.shifter is not None and not window.padded:
             probs = self._with_shifted_copies(window, probs)
         if self._utterances is not None:
-            probs = self._utterances.mix(probs, window.summary)
+            probs = self._utterances.mix(probs, window.frames)
         return probs
 
     def _with_shifted_copies(self, window: Window, probs: np.ndarray) -> np.ndarray:
@@ -309,5 +311,5 @@ class Engine:
             confidence=confidence,
             wall_time=time.time(),
             compute_ms=(time.perf_counter() - t0) * 1000.0,
-            summary=window.summary if speech else None,
+            frames=window.frames if speech else None,
         )

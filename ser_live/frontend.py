@@ -16,6 +16,7 @@ import numpy as np
 
 from ser_live import SAMPLE_RATE
 from ser_live.features import DEFAULT_SETTINGS, FeatureSettings, frame_features, normalise_window
+from ser_live.utterance import PhraseStats, WindowFrames
 from ser_live.vad import FRAME_SAMPLES, VoiceActivityDetector
 
 
@@ -29,9 +30,9 @@ class Window:
     # unless the front end was asked for them (``silence_features``)
     features: np.ndarray | None
     padded: bool = False  # a stream shorter than a window, centred in room tone
-    # Each feature's mean and spread over the window's frames before the per-window
-    # normalisation (``frame_summary``); None where ``features`` is None
-    summary: np.ndarray | None = None
+    # Statistics of the window's frames before the per-window normalisation, for
+    # the utterance head; None where ``features`` is None
+    frames: WindowFrames | None = None
 
 
 #: Level of the room tone a short stream is padded with: faint white noise, as from any
@@ -42,21 +43,6 @@ ROOM_TONE_DBFS = -75.0
 def room_tone(n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of faint white noise, the floor of any microphone."""
     return rng.standard_normal(n).astype(np.float32) * np.float32(10 ** (ROOM_TONE_DBFS / 20))
-
-
-def frame_summary(frames: np.ndarray) -> np.ndarray:
-    """Each feature's mean, spread, and spread of its frame-to-frame change over ``frames``
-    (``summary_size`` values): how high, how varied and how fast the voice moves. Taken
-    before the per-window normalisation, which would zero the cepstral and level means
-    that say how this stretch of the voice differs from the rest of it."""
-    frames = np.asarray(frames, dtype=np.float64)
-    return np.concatenate(
-        [frames.mean(axis=0), frames.std(axis=0), np.diff(frames, axis=0).std(axis=0)]
-    ).astype(np.float32)
-
-
-def summary_size(n_features: int) -> int:
-    return 3 * n_features
 
 
 def level_db(samples: np.ndarray) -> float:
@@ -178,6 +164,7 @@ class FrontEnd:
         padded[lead : lead + len(audio)] += audio
         speech_ratio = float(self.vad.fresh().process(padded).mean())
         frames = frame_features(padded, self.settings)
+        whole = PhraseStats.of(frames)
         return Window(
             0.0,
             len(audio) / SAMPLE_RATE,
@@ -185,7 +172,7 @@ class FrontEnd:
             level_db(audio),
             normalise_window(frames, self.settings),
             padded=True,
-            summary=frame_summary(frames),
+            frames=WindowFrames(0.0, whole, whole),
         )
 
     def _speech_ratio(self, start: int) -> float:
@@ -197,14 +184,20 @@ class FrontEnd:
     def _make_window(self, start: int, speech_ratio: float, with_features: bool) -> Window:
         s = self.settings
         end = start + self.window_samples
-        feats = summary = None
+        feats = heard = None
         if with_features:
             i0 = start // s.hop_length - self._frames_start
             frames = self._frames[i0 : i0 + self.frames_per_window]
-            feats, summary = normalise_window(frames, s), frame_summary(frames)
+            feats = normalise_window(frames, s)
+            newest_from = len(frames) - self.hop_samples // s.hop_length
+            heard = WindowFrames(
+                start / SAMPLE_RATE,
+                PhraseStats.of(frames),
+                PhraseStats.of(frames, steps_from=newest_from),
+            )
         level = level_db(self._audio[start - self._audio_start : end - self._audio_start])
         return Window(
-            start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level, feats, summary=summary
+            start / SAMPLE_RATE, end / SAMPLE_RATE, speech_ratio, level, feats, frames=heard
         )
 
     def _trim(self) -> None:

@@ -19,8 +19,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
-from ser_live.frontend import summary_size
-from ser_live.utterance import head_problem
+from ser_live.utterance import head_problem, summary_size
 from ser_live.voice_shifts import shifts_problem
 
 SIDECAR_FORMAT = "ser-live-model"

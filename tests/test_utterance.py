@@ -11,10 +11,18 @@ from ser_live import EMOTIONS
 from ser_live.engine import Engine
 from ser_live.errors import ModelError
 from ser_live.model import Classifier, load_model
-from ser_live.utterance import MAX_PHRASE_WINDOWS, UtteranceHead, UtteranceTracker, VoicePhrases
+from ser_live.utterance import (
+    MAX_PHRASE_WINDOWS,
+    PhraseStats,
+    UtteranceHead,
+    UtteranceTracker,
+    VoicePhrases,
+    WindowFrames,
+)
 from tests.conftest import CORPUS, copy_model
+from training.corpora import CORPORA
 
-N_SUMMARY = 129  # each of the 43 frame features' mean, spread and spread of change
+N_SUMMARY = 127  # the 43 frame features' spread and spread of change, and 41 means
 
 
 def random_head(seed: int, weight: float = 0.5) -> UtteranceHead:
@@ -31,7 +39,8 @@ def random_head(seed: int, weight: float = 0.5) -> UtteranceHead:
     return UtteranceHead.from_dict(head.to_dict())
 
 
-def with_head(classifier: Classifier, head: UtteranceHead | dict) -> Classifier:
+def with_head(classifier: Classifier, head: UtteranceHead | dict | None) -> Classifier:
+    """The shipped networks with ``head`` (None: the networks alone)."""
     data = head.to_dict() if isinstance(head, UtteranceHead) else head
     return Classifier(classifier.path, replace(classifier.spec, utterance_head=data))
 
@@ -57,23 +66,46 @@ def test_a_voice_starts_at_the_population_and_moves_to_its_own_phrases():
     np.testing.assert_allclose(voice.zscore(mean), 0, atol=1e-9)
 
 
-def test_a_phrase_is_the_mean_of_its_windows_and_a_long_one_is_cut():
-    head = random_head(1)
-    tracker = UtteranceTracker(head, learn_voice=True)
+def grid_windows(frames: np.ndarray, per_window: int, hop: int) -> list:
+    """``WindowFrames`` of windows of ``per_window`` frames every ``hop`` frames, as the
+    front end makes them (10 ms frames, 0.5 s hop: ``hop`` frames a hop)."""
+    out = []
+    for first in range(0, len(frames) - per_window + 1, hop):
+        f = frames[first : first + per_window]
+        out.append(
+            WindowFrames(first * 0.01, PhraseStats.of(f), PhraseStats.of(f, per_window - hop))
+        )
+    return out
+
+
+def test_a_phrase_is_its_windows_frames_each_once_and_a_long_one_is_cut():
     rng = np.random.default_rng(2)
-    windows = rng.standard_normal((MAX_PHRASE_WINDOWS + 3, N_SUMMARY))
-    for i, w in enumerate(windows[:MAX_PHRASE_WINDOWS]):
-        tracker.listen(w)
-        np.testing.assert_allclose(tracker.phrase_summary(), windows[: i + 1].mean(axis=0))
+    frames = rng.standard_normal((50 * (MAX_PHRASE_WINDOWS + 6), 43)) * 3 + 1
+    windows = grid_windows(frames, 196, 50)
+    tracker = UtteranceTracker(random_head(1), learn_voice=True, hop_s=0.5)
+    for i, window in enumerate(windows[:MAX_PHRASE_WINDOWS]):
+        tracker.listen(window)
+        heard = frames[: 196 + 50 * i]  # the frames heard so far, each once
+        # The summary: the frames' means (but c0's and the level's), their spreads, and
+        # the spreads of the steps between neighbouring frames.
+        means = np.delete(heard.mean(axis=0), [0, 41])
+        steps = np.diff(heard, axis=0)
+        by_hand = np.concatenate([means, heard.std(axis=0), steps.std(axis=0)])
+        np.testing.assert_allclose(tracker.phrase_summary(), by_hand, rtol=1e-9, atol=1e-9)
     assert tracker.voice.phrases_heard == 0  # no pause yet
     tracker.listen(windows[MAX_PHRASE_WINDOWS])  # one too many: a new phrase starts
     assert tracker.voice.phrases_heard == 1
-    np.testing.assert_allclose(tracker.phrase_summary(), windows[MAX_PHRASE_WINDOWS])
+    np.testing.assert_allclose(
+        tracker.phrase_summary(), windows[MAX_PHRASE_WINDOWS].whole.summary()
+    )
+    tracker.listen(windows[MAX_PHRASE_WINDOWS + 2])  # after a gap: all of its frames
+    gap = windows[MAX_PHRASE_WINDOWS].whole + windows[MAX_PHRASE_WINDOWS + 2].whole
+    np.testing.assert_allclose(tracker.phrase_summary(), gap.summary())
     tracker.end_phrase()
     assert tracker.voice.phrases_heard == 2 and tracker.phrase_summary() is None
-    frozen = UtteranceTracker(head, learn_voice=False)  # calibration off
-    for w in windows:
-        frozen.listen(w)
+    frozen = UtteranceTracker(random_head(1), learn_voice=False, hop_s=0.5)  # calibration off
+    for window in windows:
+        frozen.listen(window)
     frozen.end_phrase()
     assert frozen.voice.phrases_heard == 0
 
@@ -83,14 +115,16 @@ def test_the_engine_averages_the_head_with_the_networks(classifier, speech):
     ``weight`` the head's softmax of the phrase so far, z-scored by the population prior
     with the phrase counted in (calibration off)."""
     head = random_head(3, weight=0.3)
-    plain = Engine(classifier).feed(speech)
+    plain = Engine(with_head(classifier, None)).feed(speech)
     headed = Engine(with_head(classifier, head)).feed(speech)
     assert [u.speech for u in headed] == [u.speech for u in plain]
     speech_updates = [(a, b) for a, b in zip(headed, plain, strict=True) if a.speech]
     assert len(speech_updates) >= 2
     n = head.prior_phrases
-    for i, (a, b) in enumerate(speech_updates):
-        phrase = np.mean([u.summary for u, _ in speech_updates[: i + 1]], axis=0)
+    replay = UtteranceTracker(head, learn_voice=False, hop_s=0.5)
+    for a, b in speech_updates:
+        replay.listen(a.frames)
+        phrase = replay.phrase_summary()
         mean = (n * head.population_mean + phrase) / (n + 1)
         square = n * (head.population_std**2 + head.population_mean**2) + phrase**2
         z = (phrase - mean) / np.sqrt(square / (n + 1) - mean**2)
@@ -98,7 +132,7 @@ def test_the_engine_averages_the_head_with_the_networks(classifier, speech):
         softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         expected = 0.7 * b.raw_probabilities + 0.3 * softmax
         np.testing.assert_allclose(a.raw_probabilities, expected, atol=1e-5)
-    assert all(u.summary is None for u in headed if not u.speech)
+    assert all(u.frames is None for u in headed if not u.speech)
 
 
 def test_only_a_calibrating_engine_lets_the_voice_move_the_head(classifier, speech):
@@ -202,3 +236,46 @@ def test_the_head_command_refuses_bad_arguments_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("no such folder: " + str(tmp_path / "nowhere"))
     assert "Traceback" not in proc.stderr
+
+
+def test_the_shipped_model_hears_each_phrase_against_the_voice(classifier):
+    head = classifier.spec.utterance_head
+    assert head is not None and head["trained_on"] == sorted(CORPORA)
+    assert Engine(classifier)._utterances is not None
+
+
+def phrase_heard(classifier, audio: np.ndarray) -> tuple[np.ndarray, list]:
+    """The summary of the stream's last phrase as the head heard it, and the updates."""
+    engine = Engine(classifier)
+    updates = engine.feed(audio) + engine.finish()
+    replay = UtteranceTracker(UtteranceHead.from_dict(classifier.spec.utterance_head), False, 0.5)
+    for u in updates:
+        if u.frames is not None:
+            replay.listen(u.frames)
+    return replay.phrase_summary(), updates
+
+
+def test_what_the_head_hears_does_not_depend_on_the_input_gain(classifier, speech):
+    """A summary leaves out the means a gain moves (c0 and the dB level), so the same
+    speech 10 dB quieter gives the head nearly the same phrase, and the engine nearly the
+    same answers."""
+    spread = np.asarray(classifier.spec.utterance_head["population"]["std"])
+    loud, loud_updates = phrase_heard(classifier, speech)
+    quiet, quiet_updates = phrase_heard(classifier, speech * np.float32(10 ** (-10 / 20)))
+    assert np.median(np.abs(loud - quiet) / spread) < 0.1
+    assert [u.speech for u in loud_updates] == [u.speech for u in quiet_updates]
+    pairs = [(a, b) for a, b in zip(loud_updates, quiet_updates, strict=True) if a.speech]
+    assert pairs
+    for a, b in pairs:
+        np.testing.assert_allclose(a.raw_probabilities, b.raw_probabilities, atol=0.03)
+
+
+def test_a_phrase_sounds_the_same_wherever_the_window_grid_falls(classifier, speech):
+    """Each 10 ms frame counts once: the same phrase a quarter or a third of a second
+    later on the grid gives the head nearly the same summary."""
+    spread = np.asarray(classifier.spec.utterance_head["population"]["std"])
+    first, _ = phrase_heard(classifier, speech)
+    for lead_s in (0.25, 0.33):
+        lead = np.zeros(round(lead_s * 16000), dtype=np.float32)
+        later, _ = phrase_heard(classifier, np.concatenate([lead, speech]))
+        assert np.median(np.abs(later - first) / spread) < 0.1

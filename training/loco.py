@@ -252,7 +252,9 @@ class Trainer:
             # ``python -m training.utterance_head`` fits on all the data.
             heard = {u.speaker for u in trained_on} | pending.validation_speakers
             clips = [i for i, u in enumerate(self.utterances) if u.speaker in heard]
-            head = fit_head(self.head_summaries, self.utterances, clips, self.cfg.seed)
+            head = fit_head(
+                self.head_summaries, self.utterances, clips, self.cfg.seed, self.cfg.hop_s
+            )
             attach(pending.out_dir / MODEL_NAME, head, [self.utterances[i] for i in clips])
         return pending.out_dir / MODEL_NAME, [r.best_epoch for r in done]
 

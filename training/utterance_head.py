@@ -1,7 +1,7 @@
 """Training the utterance head (``ser_live.utterance``) and writing it into a model's sidecar.
 
 The head's input is what the engine gives it: each clip is analysed as ``ser-live analyze``
-analyses it, and its speech windows' frame summaries (``Update.summary``) are heard by an
+analyses it, and its speech windows' frame statistics (``Update.frames``) are heard by an
 ``UtteranceTracker``, the same code the engine runs. Each training speaker's clips are heard
 in a seeded order as one calibrated session (``--calibrate``) hears them, so the first
 clips of a voice are z-scored mostly by the population's prior and later ones by the
@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from ser_live import EMOTIONS
-from ser_live.utterance import UtteranceHead, UtteranceTracker
+from ser_live.features import DEFAULT_SETTINGS
+from ser_live.utterance import UtteranceHead, UtteranceTracker, WindowFrames, summary_size
 from training import log
+from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
 
 #: The voice prior's weight, in phrases: the population's statistics count as this many of
@@ -36,16 +38,36 @@ REGULARISATION_C = 0.1
 ABSENT_LOGIT = -30.0
 
 
-def clip_summaries(utterances: list[Utterance]) -> list[np.ndarray | None]:
-    """Each clip's classified windows' frame summaries, in order (``(n_windows, n)``), as
-    the engine hears the clip; None for a clip with no verdict."""
+Heard = list[WindowFrames] | None  # a clip's classified windows, as the head hears them
+
+
+def clip_summaries(utterances: list[Utterance]) -> list[Heard]:
+    """Each clip's classified windows' frame statistics, in order, as the engine hears the
+    clip; None for a clip with no verdict."""
     from ser_live.analysis import EngineOptions, Task, analyze_many
 
-    out: list[np.ndarray | None] = []
+    out: list[Heard] = []
     for result in analyze_many([Task(Path(u.path)) for u in utterances], EngineOptions()):
-        rows = [u.summary for u in result.updates if u.summary is not None]
-        out.append(None if result.error or not rows else np.stack(rows))
+        rows = [u.frames for u in result.updates if u.frames is not None]
+        out.append(None if result.error or not rows else rows)
     return out
+
+
+def blank_head(mean: np.ndarray, std: np.ndarray) -> UtteranceHead:
+    """A head that answers nothing, with a voice prior: for hearing phrases."""
+    n_labels, n_summary = len(EMOTIONS), len(mean)
+    return UtteranceHead(
+        np.zeros((n_labels, n_summary)), np.zeros(n_labels), mean, std, PRIOR_PHRASES, 1.0
+    )
+
+
+def phrase_summary(windows: list[WindowFrames], hop_s: float) -> np.ndarray:
+    """The summary of a clip's last phrase once the engine has heard all of it."""
+    n = summary_size(DEFAULT_SETTINGS.n_features)
+    tracker = UtteranceTracker(blank_head(np.zeros(n), np.ones(n)), False, hop_s)
+    for window in windows:
+        tracker.listen(window)
+    return tracker.phrase_summary()
 
 
 def sessions(utterances: list[Utterance], indices: list[int], seed: int) -> list[list[int]]:
@@ -59,7 +81,7 @@ def sessions(utterances: list[Utterance], indices: list[int], seed: int) -> list
 
 
 def voice_prior(
-    summaries: list[np.ndarray | None], utterances: list[Utterance], indices: list[int]
+    summaries: list[Heard], utterances: list[Utterance], indices: list[int], hop_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The population's phrase statistics: the mean clip summary, and the spread of a
     speaker's clip summaries around that speaker's mean, averaged over speakers."""
@@ -67,29 +89,30 @@ def voice_prior(
     for i in indices:
         if summaries[i] is not None:
             key = (utterances[i].corpus, utterances[i].speaker)
-            clip_means.setdefault(key, []).append(summaries[i].mean(axis=0))
+            clip_means.setdefault(key, []).append(phrase_summary(summaries[i], hop_s))
     everything = np.concatenate([np.stack(v) for v in clip_means.values()])
     within = np.mean([np.stack(v).var(axis=0) for v in clip_means.values() if len(v) > 1], axis=0)
     return everything.mean(axis=0), np.sqrt(np.maximum(within, 1e-8))
 
 
 def heard_rows(
-    summaries: list[np.ndarray | None],
+    summaries: list[Heard],
     order: list[list[int]],
     prior: UtteranceHead,
+    hop_s: float,
     learn_voice: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the head hears of each clip's windows, sessions in ``order``: the z-scored
     phrase summaries ``(n_rows, n)``, each row's clip index and its window's position."""
     rows, clips, positions = [], [], []
     for session in order:
-        tracker = UtteranceTracker(prior, learn_voice=learn_voice)
+        tracker = UtteranceTracker(prior, learn_voice, hop_s)
         for clip in session:
             windows = summaries[clip]
             if windows is None:
                 continue
-            for position, summary in enumerate(windows):
-                rows.append(tracker.listen(summary))
+            for position, window in enumerate(windows):
+                rows.append(tracker.listen(window))
                 clips.append(clip)
                 positions.append(position)
             tracker.end_phrase()
@@ -122,23 +145,24 @@ def row_weights(clips: np.ndarray, utterances: list[Utterance]) -> np.ndarray:
 
 
 def fit_head(
-    summaries: list[np.ndarray | None],
+    summaries: list[Heard],
     utterances: list[Utterance],
     indices: list[int],
     seed: int,
+    hop_s: float,
     weight: float = HEAD_WEIGHT,
     c: float = REGULARISATION_C,
 ) -> UtteranceHead:
-    """A head trained on the clips ``indices`` (their speakers heard as sessions)."""
+    """A head trained on the clips ``indices`` (their speakers heard as sessions);
+    ``hop_s``: the engine's window hop."""
     from sklearn.linear_model import LogisticRegression
 
     indices = [i for i in indices if summaries[i] is not None]  # no verdict: nothing heard
-    mean, std = voice_prior(summaries, utterances, indices)
+    mean, std = voice_prior(summaries, utterances, indices, hop_s)
     n_labels, n_summary = len(EMOTIONS), len(mean)
-    prior = UtteranceHead(
-        np.zeros((n_labels, n_summary)), np.zeros(n_labels), mean, std, PRIOR_PHRASES, weight
+    x, clips, _ = heard_rows(
+        summaries, sessions(utterances, indices, seed), blank_head(mean, std), hop_s
     )
-    x, clips, _ = heard_rows(summaries, sessions(utterances, indices, seed), prior)
     y = np.array([utterances[i].label for i in clips])
     regression = LogisticRegression(C=c, max_iter=5000)
     regression.fit(x, y, sample_weight=row_weights(clips, utterances))
@@ -184,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     utterances = [u for u in find_utterances(args.data) if u.corpus not in excluded]
     log(f"{len(utterances)} clips; hearing them through the engine")
     summaries = clip_summaries(utterances)
-    head = fit_head(summaries, utterances, list(range(len(utterances))), args.seed)
+    hop_s = TrainConfig().hop_s
+    head = fit_head(summaries, utterances, list(range(len(utterances))), args.seed, hop_s)
     attach(args.model, head, utterances)
     log(f"utterance head written into {args.model.with_suffix('.json')}")
     return 0
