@@ -129,17 +129,23 @@ def main() -> None:
             line += " (the model lists no voice shifts: none measured)"
         print(line)
         if headless is not None:
-            # Interleaved, best of three each: the head's share is smaller than the spread
-            # between single runs on a busy machine.
+            # analyze --calibrate, which runs the utterance head, against the same networks
+            # without it. Interleaved, best of three each: the head's share is smaller than
+            # the spread between single runs on a busy machine.
             with_head, without = [], []
+            calibrated = Engine(classifier, calibrate=True)
             for _ in range(3):
-                for times, each in ((with_head, engine), (without, Engine(headless))):
+                for times, each in (
+                    (with_head, calibrated),
+                    (without, Engine(headless, calibrate=True)),
+                ):
                     t0 = time.perf_counter()
                     assert analyze_file(tasks[0].path, each).error is None
                     times.append(time.perf_counter() - t0)
             print(
-                f"one core, one file, best of 3: {one.duration_s / min(with_head):.0f}x real "
-                f"time; the networks alone (no utterance head): "
+                f"one core, one file, --calibrate, best of 3: "
+                f"{one.duration_s / min(with_head):.0f}x real time; the networks alone (no "
+                f"utterance head): "
                 f"{one.duration_s / min(without):.0f}x; the head costs "
                 f"{min(with_head) / min(without):.3f}x the time"
             )

@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="hear each side's voice relative to its own running statistics (default: on; "
-        "one voice per side; see the model card)",
+        help="hear each side's voice relative to its own running statistics, and each "
+        "phrase against that voice's earlier ones (default: on; one voice per side; see "
+        "the model card)",
     )
     _add_model_options(listen)
 
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate",
         action="store_true",
         help="one voice per file (per channel with --channels split): hear it relative to "
-        "its own running statistics, as listen does (off by default here)",
+        "its own running statistics and each phrase against its earlier ones, as listen "
+        "does (off by default here)",
     )
     _add_model_options(analyze)
 

@@ -17,9 +17,10 @@ listener who knows the voice relies on most. The utterance head hears exactly th
   the window grid falls. The threshold is relative, so the input's gain does not move it
   (the VAD's decisions, tried first, do).
 - **Voice**: running mean and spread of this speaker's phrase summaries, starting from
-  the training population's, worth ``prior_phrases`` phrases. Only speaker calibration
-  (``--calibrate``) lets a voice move them; without it they stay at the population's, as
-  they are for the first phrases of any voice.
+  the training population's, worth ``prior_phrases`` phrases. The engine runs the head
+  only with speaker calibration on (``listen`` and the app by default, ``analyze
+  --calibrate``): against the population alone, as each clip alone would be heard, it
+  cost more than it gave held out by corpus (models/README.md).
 - **Head**: a multinomial logistic regression on the phrase summary z-scored by the voice's
   statistics, the current phrase counted in. The engine averages its probabilities with
   the networks' with the sidecar's ``weight``.
