@@ -97,7 +97,10 @@ class Engine:
             vad_cfg["min_level_db"],
             vad_cfg.get("level_target_db"),  # absent from models of before 2026-12
         )
-        self.frontend = FrontEnd(spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad)
+        # Windows carry their frames' statistics where the utterance head may need them.
+        self.frontend = FrontEnd(
+            spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad, frame_stats=calibrate
+        )
         self.min_speech_ratio = (
             spec.min_speech_ratio if min_speech_ratio is None else min_speech_ratio
         )

@@ -30,8 +30,8 @@ class Window:
     # unless the front end was asked for them (``silence_features``)
     features: np.ndarray | None
     padded: bool = False  # a stream shorter than a window, centred in room tone
-    # Statistics of the window's frames before the per-window normalisation, for
-    # the utterance head; None where ``features`` is None
+    # Statistics of the window's frames before the per-window normalisation, for the
+    # utterance head; None where ``features`` is None or not asked for (``frame_stats``)
     frames: WindowFrames | None = None
 
 
@@ -61,11 +61,15 @@ class FrontEnd:
         settings: FeatureSettings = DEFAULT_SETTINGS,
         vad: VoiceActivityDetector | None = None,
         silence_features: bool = False,
+        frame_stats: bool = False,
     ) -> None:
         """``silence_features``: compute features for windows without speech too (the
-        engine never classifies them, so by default they are skipped)."""
+        engine never classifies them, so by default they are skipped); ``frame_stats``:
+        give windows with features their ``frames`` statistics too (the utterance head's
+        input; by default skipped, as their cost is wasted without the head)."""
         self.settings = settings
         self.silence_features = silence_features
+        self.frame_stats = frame_stats
         self.window_samples = round(window_s * SAMPLE_RATE)
         self.hop_samples = round(hop_s * SAMPLE_RATE)
         if self.hop_samples % settings.hop_length:
@@ -164,7 +168,7 @@ class FrontEnd:
         padded[lead : lead + len(audio)] += audio
         speech_ratio = float(self.vad.fresh().process(padded).mean())
         frames = frame_features(padded, self.settings)
-        whole = PhraseStats.of(frames)
+        whole = PhraseStats.of(frames) if self.frame_stats else None
         return Window(
             0.0,
             len(audio) / SAMPLE_RATE,
@@ -172,7 +176,7 @@ class FrontEnd:
             level_db(audio),
             normalise_window(frames, self.settings),
             padded=True,
-            frames=WindowFrames(0.0, whole, whole),
+            frames=None if whole is None else WindowFrames(0.0, whole, whole),
         )
 
     def _speech_ratio(self, start: int) -> float:
@@ -189,6 +193,7 @@ class FrontEnd:
             i0 = start // s.hop_length - self._frames_start
             frames = self._frames[i0 : i0 + self.frames_per_window]
             feats = normalise_window(frames, s)
+        if with_features and self.frame_stats:
             newest_from = len(frames) - self.hop_samples // s.hop_length
             heard = WindowFrames(
                 start / SAMPLE_RATE,

@@ -243,7 +243,7 @@ def test_the_shipped_model_hears_each_phrase_against_the_voice(classifier):
 
 def phrase_heard(classifier, audio: np.ndarray) -> tuple[np.ndarray, list]:
     """The head's probabilities for the stream's last phrase, and the updates."""
-    engine = Engine(classifier)
+    engine = Engine(classifier, calibrate=True)
     updates = engine.feed(audio) + engine.finish()
     head = UtteranceHead.from_dict(classifier.spec.utterance_head)
     replay = UtteranceTracker(head, False, 0.5)

@@ -47,7 +47,9 @@ def clip_summaries(utterances: list[Utterance]) -> list[Heard]:
     from ser_live.analysis import EngineOptions, Task, analyze_many
 
     out: list[Heard] = []
-    for result in analyze_many([Task(Path(u.path)) for u in utterances], EngineOptions()):
+    # Calibrating: the engine then gives each window its frames' statistics.
+    options = EngineOptions(calibrate=True)
+    for result in analyze_many([Task(Path(u.path)) for u in utterances], options):
         rows = [u.frames for u in result.updates if u.frames is not None]
         out.append(None if result.error or not rows else rows)
     return out
