@@ -33,9 +33,14 @@ def two_sided_log(tmp_path_factory, classifier) -> Path:
         folder / "customer.wav", np.concatenate([silence, load_audio(OTHER_CLIP)])
     )
     log = SessionLog(folder / "session.csv", list(classifier.spec.labels))
+    # Each side on a classifier of its own, as the app runs them: an interpreter is not
+    # thread-safe (two sides on one raced, now and then, to a LiteRT RuntimeError).
     sides = [
-        LiveSession(Engine(classifier), FileSource(path), log.side(name, path.name))
-        for name, path in (("agent", agent), ("customer", customer))
+        LiveSession(Engine(own), FileSource(path), log.side(name, path.name))
+        for own, name, path in (
+            (classifier, "agent", agent),
+            (classifier.clone(), "customer", customer),
+        )
     ]
     for side in sides:
         side.start()
