@@ -103,22 +103,21 @@ def heard_rows(
     prior: UtteranceHead,
     hop_s: float,
     learn_voice: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """What the head hears of each clip's windows, sessions in ``order``: the z-scored
-    phrase summaries ``(n_rows, n)``, each row's clip index and its window's position."""
-    rows, clips, positions = [], [], []
+    phrase summaries ``(n_rows, n)`` and each row's clip index."""
+    rows, clips = [], []
     for session in order:
         tracker = UtteranceTracker(prior, learn_voice, hop_s)
         for clip in session:
             windows = summaries[clip]
             if windows is None:
                 continue
-            for position, window in enumerate(windows):
+            for window in windows:
                 rows.append(tracker.listen(window))
                 clips.append(clip)
-                positions.append(position)
             tracker.end_phrase()
-    return np.array(rows), np.array(clips), np.array(positions)
+    return np.array(rows), np.array(clips)
 
 
 def row_weights(clips: np.ndarray, utterances: list[Utterance]) -> np.ndarray:
@@ -162,7 +161,7 @@ def fit_head(
     indices = [i for i in indices if summaries[i] is not None]  # no verdict: nothing heard
     mean, std = voice_prior(summaries, utterances, indices, hop_s)
     n_labels, n_summary = len(EMOTIONS), len(mean)
-    x, clips, _ = heard_rows(
+    x, clips = heard_rows(
         summaries, sessions(utterances, indices, seed), blank_head(mean, std), hop_s
     )
     y = np.array([utterances[i].label for i in clips])
