@@ -2,7 +2,9 @@
 
 A batch is spread over this process and worker processes (``analyze_many``), one engine
 each; every file is analysed by one engine from start to end, so its results are the same
-as in one process, and they come back in the order the files were given.
+as in one process, and they come back in the order the files were given. Files of one
+voice (``Task.voice``, given in a row) are analysed in turn by one engine, its speaker
+calibration carrying on from file to file, as one live session would hear them.
 """
 
 from __future__ import annotations
@@ -120,6 +122,37 @@ class EngineOptions:
 class Task:
     path: Path
     channel: int | None = None
+    # Tasks in a row with the same voice are one speaker's recordings: one engine hears
+    # them in turn, its calibration carrying on (None: a voice of its own).
+    voice: str | None = None
+
+
+def voice_runs(tasks: list[Task]) -> list[list[Task]]:
+    """``tasks`` cut into runs that one engine must hear in turn: each task alone, but
+    consecutive tasks of one voice together."""
+    runs: list[list[Task]] = []
+    for task in tasks:
+        if runs and task.voice is not None and runs[-1][-1].voice == task.voice:
+            runs[-1].append(task)
+        else:
+            runs.append([task])
+    return runs
+
+
+def by_voice(tasks: list[Task]) -> list[Task]:
+    """``tasks`` with each voice's together, at its first task's place, in their order."""
+    order: dict[object, list[Task]] = {}
+    for k, task in enumerate(tasks):
+        order.setdefault(k if task.voice is None else task.voice, []).append(task)
+    return [task for run in order.values() for task in run]
+
+
+def analyze_run(run: list[Task], engine: Engine) -> list[FileResult]:
+    """One voice's tasks in turn, the calibration carrying on from each to the next."""
+    return [
+        analyze_file(task.path, engine, task.channel, keep_calibration=k > 0)
+        for k, task in enumerate(run)
+    ]
 
 
 _worker_engine: list[Engine] = []
@@ -129,8 +162,8 @@ def _start_worker(options: EngineOptions) -> None:
     _worker_engine.append(options.build())
 
 
-def _run_task(task: Task) -> FileResult:
-    return analyze_file(task.path, _worker_engine[0], task.channel)
+def _run_tasks(run: list[Task]) -> list[FileResult]:
+    return analyze_run(run, _worker_engine[0])
 
 
 def default_jobs() -> int:
@@ -148,13 +181,15 @@ def analyze_many(
     This process analyses too, with ``engine`` (or one built from ``options``), taking
     tasks from the end of the list while ``jobs - 1`` worker processes take them from the
     front: it works while the workers start (each pays about 0.75 s to import and load
-    the model), and no core is left idle.
+    the model), and no core is left idle. A run of one voice's tasks (``voice_runs``) is
+    one unit of work.
     """
-    jobs = min(jobs or default_jobs(), len(tasks))
+    runs = voice_runs(tasks)
+    jobs = min(jobs or default_jobs(), len(runs))
     engine = engine or options.build()
     if jobs <= 1:
-        for task in tasks:
-            yield analyze_file(task.path, engine, task.channel)
+        for run in runs:
+            yield from analyze_run(run, engine)
         return
     # spawn, not fork: a forked copy of a process that holds an interpreter and threads
     # can deadlock.
@@ -162,17 +197,17 @@ def analyze_many(
     with ProcessPoolExecutor(
         jobs - 1, mp_context=context, initializer=_start_worker, initargs=(options,)
     ) as pool:
-        waiting = deque(range(len(tasks)))  # not started; the pool takes the front
+        waiting = deque(range(len(runs)))  # not started; the pool takes the front
         running: dict[int, Future] = {}
-        done: dict[int, FileResult] = {}
-        for index in range(len(tasks)):
+        done: dict[int, list[FileResult]] = {}
+        for index in range(len(runs)):
             while index not in done:
                 while len(running) < 2 * (jobs - 1) and len(waiting) > 1:
                     first = waiting.popleft()
-                    running[first] = pool.submit(_run_task, tasks[first])
+                    running[first] = pool.submit(_run_tasks, runs[first])
                 if waiting and not (index in running and running[index].done()):
                     last = waiting.pop()
-                    done[last] = analyze_file(tasks[last].path, engine, tasks[last].channel)
+                    done[last] = analyze_run(runs[last], engine)
                 else:  # nothing left for this process, or the next result is ready
                     done[index] = running.pop(index).result()
-            yield done.pop(index)
+            yield from done.pop(index)

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "its own running statistics and each phrase against its earlier ones, as listen "
         "does (off by default here)",
     )
+    analyze.add_argument(
+        "--voice-per-folder",
+        action="store_true",
+        help="the files in one folder are one speaker (per channel with --channels "
+        "split): calibrate as --calibrate does, carrying the voice on from file to file "
+        "in name order; results come grouped by folder",
+    )
     _add_model_options(analyze)
 
     report = sub.add_parser(
@@ -253,11 +260,12 @@ def cmd_listen(args) -> int:
 def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
-    from ser_live.analysis import Task, analyze_many, channel_count, find_audio_files
+    from ser_live.analysis import Task, analyze_many, by_voice, channel_count, find_audio_files
     from ser_live.session_log import TableWriter, fmt, probability_cells
 
     if args.jobs is not None and args.jobs < 1:
         raise SerLiveError("--jobs must be at least 1")
+    args.calibrate = args.calibrate or args.voice_per_folder
     options = _engine_options(args)
     engine = options.build()  # checks the model here, before any worker starts
     labels = engine.labels
@@ -288,10 +296,11 @@ def cmd_analyze(args) -> int:
     if not files:
         raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
     tasks = [
-        Task(path, channel)
+        Task(path, channel, f"{path.resolve().parent}|{channel}" if args.voice_per_folder else None)
         for path in files
         for channel in (range(channel_count(path)) if split else [None])
     ]
+    tasks = by_voice(tasks)  # one speaker's files in a row, for one engine to hear in turn
     failed = analysed = 0
     progress = tqdm(
         analyze_many(tasks, options, args.jobs, engine),

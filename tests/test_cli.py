@@ -144,6 +144,38 @@ def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model
     assert "--no-calibrate" in run_cli("listen", "--help").stdout
 
 
+def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_path):
+    from ser_live.analysis import Task, analyze_file, analyze_run
+    from ser_live.engine import Engine
+    from ser_live.model import load_model
+
+    actor_1 = sorted((CORPUS / "ravdess" / "Actor_01").glob("*.flac"))
+    actor_2 = sorted((CORPUS / "ravdess" / "Actor_02").glob("*.flac"))
+    listed = [actor_1[0], actor_2[0], actor_1[1], actor_2[1]]  # the folders interleaved
+    summary = tmp_path / "s.csv"
+    args = ["analyze", *map(str, listed), "--summary", str(summary), "--voice-per-folder"]
+    proc = run_cli(*args, "--jobs", "2")
+    assert proc.returncode == 0, proc.stderr
+    rows = read_csv(summary)
+    assert [row["file"] for row in rows] == [str(p) for p in actor_1 + actor_2]  # by folder
+
+    # Each folder is one voice, heard in turn by one calibrating engine (its own process).
+    engine = Engine(load_model(), calibrate=True)
+    heard = [r for a in (actor_1, actor_2) for r in analyze_run([Task(p) for p in a], engine)]
+    for row, result in zip(rows, heard, strict=True):
+        expected = result.speech_probabilities
+        assert np.allclose([float(row[c]) for c in P_COLS], expected, atol=2e-4), row["file"]
+    # The second file of a folder is heard against the voice of the first: not as alone.
+    for second in (actor_1[1], actor_2[1]):
+        alone = analyze_file(second, engine).speech_probabilities
+        carried = next(r for r in heard if r.path == str(second)).speech_probabilities
+        assert np.abs(alone - carried).max() > 1e-3
+    # One process hears the same as two.
+    proc = run_cli(*args, "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert read_csv(summary) == rows
+
+
 def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
     good = tmp_path / "good"
     good.mkdir()

@@ -105,20 +105,23 @@ def session_probabilities(
 ) -> list[np.ndarray | None]:
     """Every clip as a calibrated live session hears it: each speaker's clips, in a
     seeded random order, through one engine whose speaker calibration carries on from
-    clip to clip (``ser-live analyze --calibrate`` on one speaker's recordings in turn)."""
-    from ser_live.analysis import EngineOptions, analyze_file
+    clip to clip, as ``ser-live analyze --voice-per-folder`` hears a folder of one
+    speaker's recordings listed in that order."""
+    from ser_live.analysis import EngineOptions, Task, analyze_many
+    from training.utterance_head import sessions
 
-    engine = EngineOptions(model, calibrate=True).build()
-    rng = np.random.default_rng(seed)
-    by_speaker: dict[tuple[str, str], list[int]] = {}
-    for i, u in enumerate(utterances):
-        by_speaker.setdefault((u.corpus, u.speaker), []).append(i)
+    order = [
+        i for session in sessions(utterances, list(range(len(utterances))), seed) for i in session
+    ]
+    tasks = [
+        Task(Path(utterances[i].path), voice=f"{utterances[i].corpus}|{utterances[i].speaker}")
+        for i in order
+    ]
     out: list[np.ndarray | None] = [None] * len(utterances)
-    for key in sorted(by_speaker):
-        engine.reset()
-        for i in rng.permutation(by_speaker[key]):
-            result = analyze_file(utterances[i].path, engine, keep_calibration=True)
-            out[i] = None if result.error else result.speech_probabilities
+    for i, result in zip(
+        order, analyze_many(tasks, EngineOptions(model, calibrate=True)), strict=True
+    ):
+        out[i] = None if result.error else result.speech_probabilities
     return out
 
 
