@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ser_live.errors import ModelError
+from ser_live.running_stats import PriorWeightedStats
 
 if TYPE_CHECKING:
     from ser_live.model import ModelSpec
@@ -54,45 +55,30 @@ class SpeakerCalibration:
         """``mean``, ``std``: the training population's statistics, the prior; the map
         sends the voice's statistics onto ``target_mean``, ``target_std`` (by default the
         population's own)."""
-        if not prior_frames > 0:
-            raise ValueError("the calibration prior needs a positive weight")
-        self._population_mean = np.asarray(mean, dtype=np.float64)
-        self._population_std = np.asarray(std, dtype=np.float64)
-        self._target_mean = (
-            self._population_mean
-            if target_mean is None
-            else np.asarray(target_mean, dtype=np.float64)
-        )
-        self._target_std = (
-            self._population_std if target_std is None else np.asarray(target_std, dtype=np.float64)
-        )
-        self.prior_frames = float(prior_frames)
-        self.reset()
+        self._voice = PriorWeightedStats(mean, std, prior_frames)
+        self._target_mean = np.asarray(mean if target_mean is None else target_mean, np.float64)
+        self._target_std = np.asarray(std if target_std is None else target_std, np.float64)
+        self.prior_frames = self._voice.prior_weight
 
     def reset(self) -> None:
         """Forget the voice: back to the training population's statistics."""
-        n = self.prior_frames
-        self._n = n
-        self._sum = n * self._population_mean
-        self._sum_sq = n * (self._population_std**2 + self._population_mean**2)
-        self.frames_heard = 0
+        self._voice.reset()
 
     def update(self, window: np.ndarray) -> None:
         """Add the frames of one speech window (``(n_frames, n_features)``)."""
-        frames = np.asarray(window, dtype=np.float64)
-        self._n += len(frames)
-        self._sum += frames.sum(axis=0)
-        self._sum_sq += np.square(frames).sum(axis=0)
-        self.frames_heard += len(frames)
+        self._voice.add(window)
+
+    @property
+    def frames_heard(self) -> int:
+        return self._voice.count
 
     @property
     def mean(self) -> np.ndarray:
-        return self._sum / self._n
+        return self._voice.mean
 
     @property
     def std(self) -> np.ndarray:
-        variance = self._sum_sq / self._n - np.square(self.mean)
-        return np.sqrt(np.maximum(variance, 1e-12))
+        return self._voice.std
 
     def map(self, window: np.ndarray) -> np.ndarray:
         """The window as the training population's average voice would have given it (or,

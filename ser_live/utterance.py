@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live.features import DEFAULT_SETTINGS, FeatureSettings
+from ser_live.running_stats import PriorWeightedStats
 
 #: Frames more than this far below a window's loud frames (its 95th percentile level)
 #: are pauses or room tone, not the voice.
@@ -188,37 +189,17 @@ def head_problem(data: object, n_labels: int, n_summary: int) -> str | None:
     return None
 
 
-class VoicePhrases:
+class VoicePhrases(PriorWeightedStats):
     """Running mean and spread of one voice's phrase summaries, from a prior."""
 
-    def __init__(self, mean: np.ndarray, std: np.ndarray, prior_phrases: float) -> None:
-        self._prior_mean = np.asarray(mean, dtype=np.float64)
-        self._prior_std = np.asarray(std, dtype=np.float64)
-        self.prior_phrases = float(prior_phrases)
-        self.reset()
-
-    def reset(self) -> None:
-        n = self.prior_phrases
-        self._n = n
-        self._sum = n * self._prior_mean
-        self._sum_sq = n * (self._prior_std**2 + self._prior_mean**2)
-        self.phrases_heard = 0
-
-    def add(self, summary: np.ndarray) -> None:
-        s = np.asarray(summary, dtype=np.float64)
-        self._n += 1
-        self._sum += s
-        self._sum_sq += s * s
-        self.phrases_heard += 1
+    @property
+    def phrases_heard(self) -> int:
+        return self.count
 
     def zscore(self, summary: np.ndarray) -> np.ndarray:
         """``summary`` relative to this voice, itself counted in (a phrase being heard is
         part of the voice too)."""
-        s = np.asarray(summary, dtype=np.float64)
-        n = self._n + 1
-        mean = (self._sum + s) / n
-        variance = (self._sum_sq + s * s) / n - mean * mean
-        return (s - mean) / np.sqrt(np.maximum(variance, 1e-12))
+        return self.zscore_with(summary)
 
 
 class UtteranceTracker:

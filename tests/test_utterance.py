@@ -48,7 +48,7 @@ def with_head(classifier: Classifier, head: UtteranceHead | dict | None) -> Clas
 def test_a_voice_starts_at_the_population_and_moves_to_its_own_phrases():
     rng = np.random.default_rng(0)
     mean, std = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
-    voice = VoicePhrases(mean, std, prior_phrases=5)
+    voice = VoicePhrases(mean, std, prior_weight=5)
     # A phrase at the population's mean is average for a voice not heard yet.
     np.testing.assert_allclose(voice.zscore(mean), 0, atol=1e-9)
     # A voice 3 spreads above the population: its first phrase stands out, counted in.

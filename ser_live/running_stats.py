@@ -1,0 +1,60 @@
+"""Running mean and spread of one voice's observations, starting from a prior.
+
+Speaker calibration (``ser_live.calibration``: the frames of a voice's speech) and the
+utterance head (``ser_live.utterance``: the summaries of its phrases) both start from the
+training population's statistics, counted as if they were ``prior_weight`` observations,
+so that the first moments of a voice are heard almost as the population and the voice
+takes over as it speaks. One thread owns an instance (its engine's).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PriorWeightedStats:
+    """Per-dimension running mean and spread of vectors, from a prior."""
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, prior_weight: float) -> None:
+        if not prior_weight > 0:
+            raise ValueError("the prior needs a positive weight")
+        self._prior_mean = np.asarray(mean, dtype=np.float64)
+        self._prior_std = np.asarray(std, dtype=np.float64)
+        self.prior_weight = float(prior_weight)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the prior: nothing of the voice heard."""
+        n = self.prior_weight
+        self._n = n
+        self._sum = n * self._prior_mean
+        self._sum_sq = n * (self._prior_std**2 + self._prior_mean**2)
+        self.count = 0  # observations added since the last reset
+
+    def add(self, rows: np.ndarray) -> None:
+        """Add one observation ``(d,)`` or several ``(n, d)``."""
+        x = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        self._n += len(x)
+        self._sum += x.sum(axis=0)
+        self._sum_sq += np.square(x).sum(axis=0)
+        self.count += len(x)
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self._sum / self._n
+
+    @property
+    def std(self) -> np.ndarray:
+        return self._spread(self._sum_sq / self._n - np.square(self.mean))
+
+    def zscore_with(self, x: np.ndarray) -> np.ndarray:
+        """``x`` relative to these statistics with ``x`` itself counted in (an observation
+        still being heard is part of the voice too), without adding it."""
+        x = np.asarray(x, dtype=np.float64)
+        n = self._n + 1
+        mean = (self._sum + x) / n
+        return (x - mean) / self._spread((self._sum_sq + x * x) / n - mean * mean)
+
+    @staticmethod
+    def _spread(variance: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(variance, 1e-12))
