@@ -207,13 +207,12 @@ class Trainer:
         population = (
             None if self.speaker_stats is None else self.speaker_stats.population(train_mask)
         )
-        validation = set() if val_mask is None else set(self.data_speakers[val_mask])
+        validation = (
+            set()
+            if val_mask is None
+            else {self.utterances[c].speaker for c in np.unique(clip[val_mask])}
+        )
         return PendingModel(out_dir, train_mask, standardiser, futures, population, validation)
-
-    @property
-    def data_speakers(self) -> np.ndarray:
-        """Each window's speaker."""
-        return np.array([u.speaker for u in self.utterances])[self.data["clip"]]
 
     def export(self, pending: PendingModel, metrics: dict) -> tuple[Path, list[int]]:
         """Wait for the fits, average them into one int8 model, write it with its sidecar."""

@@ -186,7 +186,10 @@ def attach(model: Path, head: UtteranceHead, trained_on: list[Utterance]) -> Non
         "clips": len(trained_on),
     }
     spec.check(path)
-    path.write_text(spec.to_json())
+    # Written beside and moved into place: an interrupted write leaves the old sidecar.
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(spec.to_json())
+    partial.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
