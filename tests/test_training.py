@@ -576,6 +576,25 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     calibrated = (run_dir / "predictions_baseline_calibrated.csv").read_text().splitlines()
     assert len(calibrated) == 1 + sum(expected_clips.values())
 
+    # The held-out models through recording channels: the clean channel scores as the run
+    # did, each clip alone and as calibrated sessions.
+    for flag, row, stem in (
+        ([], "loco", "robustness"),
+        (["--calibrated"], "loco_calibrated", "robustness_calibrated"),
+    ):
+        proc = python_m(
+            "training.loco_robustness", run_dir, CORPUS, "--conditions", "clean,call", *flag
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        channels = json.loads((run_dir / f"{stem}.json").read_text())["conditions"]
+        assert list(channels) == ["clean", "call"]
+        for corpus in CORPORA:
+            assert channels["clean"]["corpora"][corpus]["uar"] == pytest.approx(
+                report[row][corpus]["uar"]
+            )
+            assert 0 <= channels["call"]["corpora"][corpus]["uar"] <= 1
+        assert "| call: " in (run_dir / f"{stem}.md").read_text()
+
 
 @pytest.mark.slow
 def test_screen_on_fixtures_scores_every_epoch_on_corpora_it_never_trained_on(tmp_path):
