@@ -31,7 +31,7 @@ from ser_live import SAMPLE_RATE
 from ser_live.analysis import ANALYSIS_BLOCK_S
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
-from training.robustness import CONDITIONS, _rms
+from training.robustness import CONDITIONS, add_conditions_option, chosen_conditions, rms
 
 MODEL_NAME = "ser_cnn_int8.tflite"
 
@@ -70,7 +70,7 @@ def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray
         except SerLiveError:
             out.append((index, None))
             continue
-        heard = channel(clip, _rms(clip), np.random.default_rng(seed))
+        heard = channel(clip, rms(clip), np.random.default_rng(seed))
         heard = np.clip(heard, -1.0, 1.0).astype(np.float32)
         updates = []
         for start in range(0, len(heard), block):
@@ -175,19 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished training.loco run folder")
     parser.add_argument("data", nargs="+", type=Path, help="the folders holding the corpora")
-    parser.add_argument(
-        "--conditions",
-        default=",".join(CONDITIONS),
-        help=f"comma-separated subset of: {', '.join(CONDITIONS)}",
-    )
+    add_conditions_option(parser)
     parser.add_argument(
         "--calibrated", action="store_true", help="one calibrated session per speaker"
     )
     args = parser.parse_args(argv)
-    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
-    unknown = [c for c in conditions if c not in CONDITIONS]
-    if unknown:
-        parser.error(f"unknown condition: {', '.join(unknown)}")
+    conditions = chosen_conditions(parser, args)
     if not list(args.run_dir.glob(f"without-*/{MODEL_NAME}")):
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
     result = evaluate(args.run_dir, args.data, conditions, args.calibrated)

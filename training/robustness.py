@@ -49,7 +49,7 @@ from training.windows import (
 TESS_CLIPS_PER_SPEAKER = 350
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
 
 
@@ -67,7 +67,7 @@ def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _noise(x: np.ndarray, speech_rms: float, snr_db: float, rng) -> np.ndarray:
     noise = _pink_noise(len(x), rng)
-    return x + noise * (speech_rms / _rms(noise) * 10 ** (-snr_db / 20))
+    return x + noise * (speech_rms / rms(noise) * 10 ** (-snr_db / 20))
 
 
 def _reverb(x: np.ndarray, rt60: float, rng) -> np.ndarray:
@@ -118,7 +118,7 @@ def _windows(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray, np.ndarr
     clip = load_audio(path)
     placed = place_in_room_tone(clip, cfg, rng)  # same draws as the run's clean copy
     channel = CONDITIONS[condition][1]
-    heard = np.clip(channel(placed, _rms(clip), rng), -1.0, 1.0).astype(np.float32)
+    heard = np.clip(channel(placed, rms(clip), rng), -1.0, 1.0).astype(np.float32)
     kept, copies, owners = windows_and_copies(heard, cfg, _worker["frontend"], _worker["shifter"])
     x = np.stack([w.features for w in kept]) if kept else copies[:0]
     return index, x, copies, owners
@@ -249,6 +249,23 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_conditions_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conditions",
+        default=",".join(CONDITIONS),
+        help=f"comma-separated subset of: {', '.join(CONDITIONS)}",
+    )
+
+
+def chosen_conditions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The ``--conditions`` asked for; a one-line usage error for one that does not exist."""
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        parser.error(f"unknown condition: {', '.join(unknown)}")
+    return conditions
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.robustness",
@@ -257,16 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished run folder (not --cv-only)")
     parser.add_argument("data", nargs="+", type=Path, help="the data folders the run used")
-    parser.add_argument(
-        "--conditions",
-        default=",".join(CONDITIONS),
-        help=f"comma-separated subset of: {', '.join(CONDITIONS)}",
-    )
+    add_conditions_option(parser)
     args = parser.parse_args(argv)
-    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
-    unknown = [c for c in conditions if c not in CONDITIONS]
-    if unknown:
-        parser.error(f"unknown condition: {', '.join(unknown)}")
+    conditions = chosen_conditions(parser, args)
     if not (args.run_dir / "report.json").is_file():
         parser.error(f"not a finished training run: {args.run_dir}")
     result = evaluate(args.run_dir, args.data, conditions)
