@@ -74,6 +74,19 @@ def test_label_mapping(name, emotion, speaker):
     assert utt is not None and utt.emotion == emotion and utt.speaker == speaker
 
 
+def test_a_clip_of_no_known_speaker_is_heard_alone_in_a_calibrated_session():
+    """EmoSpeech's "unknown user" is many people: calibrating to them as one voice is
+    not what a user could do, so the calibrated protocol hears such a clip alone."""
+    from training.loco import clip_probabilities, session_probabilities
+
+    clips = find_utterances([CORPUS / "emospeech"])
+    assert [u.voice_known for u in clips] == [False, True]  # House/bacho…, webservice/go…
+    model = ROOT / "models" / "ser_cnn_int8.tflite"
+    heard, alone = session_probabilities(model, clips), clip_probabilities(model, clips)
+    np.testing.assert_array_equal(heard[0], alone[0])
+    assert np.abs(heard[1] - alone[1]).max() > 1e-3  # calibrated, with the utterance head
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -66,6 +66,9 @@ NEMO_EMOTIONS = {
 #: trained on it to call RAVDESS's and TESS's anger sad.
 KOREAN_RANGES = ((100, "neutral"), (200, "happy"), (300, "sad"), (400, "angry"))
 EMOSPEECH_EMOTIONS = {"calm": "neutral", "angry": "angry", "fearful": "fearful", "happy": "happy"}
+#: Speaker IDs that name no one voice: EmoSpeech's "unknown user" hash, which most of its
+#: clips carry (many people on many phones). A clip of theirs has no voice to calibrate to.
+UNKNOWN_SPEAKERS = frozenset({"emospeech-d14a028c"})
 _NEMO_NAME = re.compile(r"^([A-Z]{2}\d)_([a-z]+)_(\d+)$")
 _KOREAN_NAME = re.compile(r"^([a-z]{3})(\d{5})$")
 _RAVDESS_NAME = re.compile(r"^03-01-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
@@ -85,6 +88,11 @@ class Utterance:
     @property
     def label(self) -> int:
         return EMOTIONS.index(self.emotion)
+
+    @property
+    def voice_known(self) -> bool:
+        """The speaker ID names one person (``UNKNOWN_SPEAKERS``)."""
+        return self.speaker not in UNKNOWN_SPEAKERS
 
 
 def _audio_files(root: Path) -> list[Path]:

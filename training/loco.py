@@ -106,22 +106,27 @@ def session_probabilities(
     """Every clip as a calibrated live session hears it: each speaker's clips, in a
     seeded random order, through one engine whose speaker calibration carries on from
     clip to clip, as ``ser-live analyze --voice-per-folder`` hears a folder of one
-    speaker's recordings listed in that order."""
+    speaker's recordings listed in that order. A clip whose speaker is not known
+    (``Utterance.voice_known``) has no voice to calibrate to: it is heard alone, as
+    ``analyze`` hears a file."""
     from ser_live.analysis import EngineOptions, Task, analyze_many
     from training.utterance_head import sessions
 
-    order = [
-        i for session in sessions(utterances, list(range(len(utterances))), seed) for i in session
-    ]
+    known = [i for i, u in enumerate(utterances) if u.voice_known]
+    order = [i for session in sessions(utterances, known, seed) for i in session]
     tasks = [
         Task(Path(utterances[i].path), voice=f"{utterances[i].corpus}|{utterances[i].speaker}")
         for i in order
     ]
     out: list[np.ndarray | None] = [None] * len(utterances)
-    for i, result in zip(
-        order, analyze_many(tasks, EngineOptions(model, calibrate=True)), strict=True
-    ):
+    results = analyze_many(tasks, EngineOptions(model, calibrate=True))
+    for i, result in zip(order, results, strict=True):
         out[i] = None if result.error else result.speech_probabilities
+    unknown = [i for i, u in enumerate(utterances) if not u.voice_known]
+    if unknown:
+        alone = clip_probabilities(model, [utterances[i] for i in unknown])
+        for i, probabilities in zip(unknown, alone, strict=True):
+            out[i] = probabilities
     return out
 
 
@@ -272,7 +277,10 @@ def markdown(report: dict) -> str:
         "",
         "Closed-set UAR over each held-out corpus's own labels, every clip counted "
         "(a clip with no verdict is wrong); clips scored by the engine as "
-        "`ser-live analyze --summary` scores them.",
+        "`ser-live analyze --summary` scores them. Calibrated rows: each speaker's clips "
+        "as one calibrated session, as `analyze --summary --voice-per-folder` hears a "
+        "folder of one speaker's recordings; a clip of no known speaker (EmoSpeech's "
+        '"unknown user") alone.',
         "",
     ]
     rows = [r for r in ROWS if r in report]

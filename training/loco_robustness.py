@@ -83,13 +83,17 @@ def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray
 
 def runs_of(
     utterances: list[Utterance], indices: list[int], calibrated: bool, seed: int
-) -> list[list[Clip]]:
-    """The clips ``indices`` as the engine hears them: each alone, or each speaker's in the
-    run's session order (``training.loco.session_probabilities``)."""
+) -> list[tuple[bool, list[Clip]]]:
+    """The clips ``indices`` as the run heard them, each run with whether its engine
+    calibrates: each clip alone, or (``calibrated``) each known speaker's clips in the
+    run's session order and every clip of no known speaker alone
+    (``training.loco.session_probabilities``)."""
     from training.utterance_head import sessions
 
-    groups = sessions(utterances, indices, 0) if calibrated else [[i] for i in indices]
-    return [[(i, str(utterances[i].path), seed + i) for i in group] for group in groups]
+    known = [i for i in indices if calibrated and utterances[i].voice_known]
+    alone = sorted(set(indices) - set(known))
+    runs = [(True, s) for s in sessions(utterances, known, 0)] + [(False, [i]) for i in alone]
+    return [(c, [(i, str(utterances[i].path), seed + i) for i in run]) for c, run in runs]
 
 
 def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str], calibrated: bool) -> dict:
@@ -112,12 +116,12 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str], calibr
                     continue
                 model = str(run_dir / f"without-{corpus}" / MODEL_NAME)
                 tasks = [
-                    (model, calibrated, condition, run)
-                    for run in runs_of(utterances, indices, calibrated, cfg.seed)
+                    (model, calibrate, condition, run)
+                    for calibrate, run in runs_of(utterances, indices, calibrated, cfg.seed)
                 ]
                 heard: dict[int, np.ndarray | None] = {}
                 for part in tqdm(
-                    pool.imap_unordered(_hear, tasks, chunksize=1 if calibrated else 16),
+                    pool.imap_unordered(_hear, tasks, chunksize=4),
                     total=len(tasks),
                     desc=f"{condition}: {corpus}",
                     leave=False,
