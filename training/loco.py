@@ -22,6 +22,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -100,6 +101,20 @@ def clip_probabilities(model: Path, utterances: list[Utterance]) -> list[np.ndar
     return [None if r.error else r.speech_probabilities for r in results]
 
 
+def calibrated_sessions(
+    utterances: list[Utterance], indices: Iterable[int], seed: int
+) -> tuple[list[list[int]], list[int]]:
+    """How the calibrated protocol hears the clips ``indices``: each known speaker's clips
+    as one session, in a seeded order (``training.utterance_head.sessions``), and the
+    clips of no known speaker (``Utterance.voice_known``), each alone."""
+    from training.utterance_head import sessions
+
+    indices = list(indices)
+    known = [i for i in indices if utterances[i].voice_known]
+    unknown = [i for i in indices if not utterances[i].voice_known]
+    return sessions(utterances, known, seed), unknown
+
+
 def session_probabilities(
     model: Path, utterances: list[Utterance], seed: int = 0
 ) -> list[np.ndarray | None]:
@@ -110,10 +125,9 @@ def session_probabilities(
     (``Utterance.voice_known``) has no voice to calibrate to: it is heard alone, as
     ``analyze`` hears a file."""
     from ser_live.analysis import EngineOptions, Task, analyze_many
-    from training.utterance_head import sessions
 
-    known = [i for i, u in enumerate(utterances) if u.voice_known]
-    order = [i for session in sessions(utterances, known, seed) for i in session]
+    known_sessions, unknown = calibrated_sessions(utterances, range(len(utterances)), seed)
+    order = [i for session in known_sessions for i in session]
     tasks = [
         Task(Path(utterances[i].path), voice=f"{utterances[i].corpus}|{utterances[i].speaker}")
         for i in order
@@ -122,7 +136,6 @@ def session_probabilities(
     results = analyze_many(tasks, EngineOptions(model, calibrate=True))
     for i, result in zip(order, results, strict=True):
         out[i] = None if result.error else result.speech_probabilities
-    unknown = [i for i, u in enumerate(utterances) if not u.voice_known]
     if unknown:
         alone = clip_probabilities(model, [utterances[i] for i in unknown])
         for i, probabilities in zip(unknown, alone, strict=True):

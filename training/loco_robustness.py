@@ -32,6 +32,7 @@ from ser_live.analysis import ANALYSIS_BLOCK_S
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
 from training.robustness import CONDITIONS, add_conditions_option, chosen_conditions, rms
+from training.windows import one_blas_thread
 
 MODEL_NAME = "ser_cnn_int8.tflite"
 
@@ -39,12 +40,6 @@ MODEL_NAME = "ser_cnn_int8.tflite"
 Clip = tuple[int, str, int]
 
 _engines: dict = {}
-
-
-def _one_blas_thread() -> None:
-    from training.windows import one_blas_thread
-
-    one_blas_thread()
 
 
 def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray | None]]:
@@ -85,14 +80,15 @@ def runs_of(
     utterances: list[Utterance], indices: list[int], calibrated: bool, seed: int
 ) -> list[tuple[bool, list[Clip]]]:
     """The clips ``indices`` as the run heard them, each run with whether its engine
-    calibrates: each clip alone, or (``calibrated``) each known speaker's clips in the
-    run's session order and every clip of no known speaker alone
-    (``training.loco.session_probabilities``)."""
-    from training.utterance_head import sessions
+    calibrates: each clip alone, or (``calibrated``) as ``training.loco``'s calibrated
+    protocol hears them (``calibrated_sessions``)."""
+    from training.loco import calibrated_sessions
 
-    known = [i for i in indices if calibrated and utterances[i].voice_known]
-    alone = sorted(set(indices) - set(known))
-    runs = [(True, s) for s in sessions(utterances, known, 0)] + [(False, [i]) for i in alone]
+    if calibrated:
+        known_sessions, unknown = calibrated_sessions(utterances, indices, 0)
+    else:
+        known_sessions, unknown = [], indices
+    runs = [(True, s) for s in known_sessions] + [(False, [i]) for i in unknown]
     return [(c, [(i, str(utterances[i].path), seed + i) for i in run]) for c, run in runs]
 
 
@@ -107,7 +103,7 @@ def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str], calibr
         if (d / MODEL_NAME).is_file()
     )
     out: dict[str, dict] = {}
-    with mp.get_context("spawn").Pool(cfg.workers, _one_blas_thread) as pool:
+    with mp.get_context("spawn").Pool(cfg.workers, one_blas_thread) as pool:
         for condition in conditions:
             result: dict = {"description": CONDITIONS[condition][0], "corpora": {}}
             for corpus in held_out:

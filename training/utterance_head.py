@@ -102,13 +102,12 @@ def heard_rows(
     order: list[list[int]],
     prior: UtteranceHead,
     hop_s: float,
-    learn_voice: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the head hears of each clip's windows, sessions in ``order``: the z-scored
     phrase summaries ``(n_rows, n)`` and each row's clip index."""
     rows, clips = [], []
     for session in order:
-        tracker = UtteranceTracker(prior, learn_voice, hop_s)
+        tracker = UtteranceTracker(prior, True, hop_s)
         for clip in session:
             windows = summaries[clip]
             if windows is None:
