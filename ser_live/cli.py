@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,22 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="also score each speech window 1 and 2 semitones higher and lower and average: "
         "about ten times the work per window, for the gain the model card states",
     )
+    _add_second_opinion_options(parser)
+
+
+def _add_second_opinion_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--second-opinion",
+        type=Path,
+        metavar="ONNX",
+        help="the network that hears each whole phrase once it ends, fused with ours "
+        "(default: models/dusha_ser.onnx, the Dusha network; see the model card)",
+    )
+    parser.add_argument(
+        "--no-second-opinion",
+        action="store_true",
+        help="our networks alone, no phrase-level second opinion",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gui.add_argument("--model", type=Path, help="a .tflite model with its .json sidecar")
     gui.add_argument("--file", type=Path, help="open this recording at start")
+    _add_second_opinion_options(gui)
 
     sub.add_parser(
         "devices",
@@ -147,12 +165,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _engine_options(args):
+def second_opinion_path(args) -> Path | None:
+    """The second opinion's file, or None (asked for none, or it cannot run here: then
+    the user is told once, and the networks run alone)."""
+    from ser_live.errors import ModelError
+    from ser_live.second_opinion import load_second_opinion
+
+    if args.no_second_opinion:
+        return None
+    try:
+        return load_second_opinion(args.second_opinion).path
+    except ModelError as exc:
+        print(f"{PROG}: {exc}; running without the second opinion", file=sys.stderr, flush=True)
+        return None
+
+
+def _engine_options(args, background_phrases: bool = False):
     from ser_live.analysis import EngineOptions
 
     if args.smoothing < 1:
         raise SerLiveError("--smoothing must be at least 1")
-    return EngineOptions(args.model, args.smoothing, args.vad, args.voice_shifts, args.calibrate)
+    return EngineOptions(
+        args.model,
+        args.smoothing,
+        args.vad,
+        args.voice_shifts,
+        args.calibrate,
+        second_opinion_path(args),
+        background_phrases,
+    )
 
 
 def _engine(args):
@@ -191,7 +232,7 @@ def cmd_listen(args) -> int:
     wanted = [(args.speaker, args.device)]
     if args.other_device is not None:
         wanted.append((args.other_speaker, args.other_device))
-    options = _engine_options(args)
+    options = _engine_options(args, background_phrases=True)
     sides: dict[str, LiveSession] = {}
     log = None
     sources = [(speaker, open_source(device)) for speaker, device in wanted]
@@ -222,6 +263,14 @@ def cmd_listen(args) -> int:
         else:
             print(f"{update.end_s:8.1f}s  {who}silence", flush=True)
 
+    def show_phrase(speaker: str, verdict) -> None:
+        who = f"{speaker:<8} " if two else ""
+        print(
+            f"{verdict.end_s:8.1f}s  {who}phrase   {verdict.emotion:<10} "
+            f"{verdict.confidence:.2f}  ({verdict.start_s:.1f}-{verdict.end_s:.1f}s)",
+            flush=True,
+        )
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     failed = []
@@ -236,6 +285,8 @@ def cmd_listen(args) -> int:
                 alive = session.running
                 for update in session.pop_updates()[0]:
                     show(speaker, update)
+                for verdict in session.pop_phrases():
+                    show_phrase(speaker, verdict)
                 if not alive:
                     del running[speaker]
                     if session.error is not None:  # the other side carries on
@@ -252,6 +303,8 @@ def cmd_listen(args) -> int:
             session.stop()
             for update in session.pop_updates()[0]:
                 show(speaker, update)
+            for verdict in session.pop_phrases():
+                show_phrase(speaker, verdict)
         if log:
             log.close()
     return 1 if failed else 0
@@ -295,8 +348,14 @@ def cmd_analyze(args) -> int:
     files = list(find_audio_files(args.paths))
     if not files:
         raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
+    # A file is the voice of the folder that holds its name, not of wherever a link to it
+    # points: abspath, unlike resolve, leaves links alone.
     tasks = [
-        Task(path, channel, f"{path.resolve().parent}|{channel}" if args.voice_per_folder else None)
+        Task(
+            path,
+            channel,
+            f"{Path(os.path.abspath(path)).parent}|{channel}" if args.voice_per_folder else None,
+        )
         for path in files
         for channel in (range(channel_count(path)) if split else [None])
     ]
@@ -383,7 +442,12 @@ def cmd_report(args) -> int:
 def cmd_gui(args) -> int:
     from ser_live.gui.app import run_app
 
-    return run_app(model_path=args.model, open_file=getattr(args, "file", None))
+    return run_app(
+        model_path=args.model,
+        open_file=getattr(args, "file", None),
+        second_opinion=getattr(args, "second_opinion", None),
+        use_second_opinion=not getattr(args, "no_second_opinion", False),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,9 +145,8 @@ def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model
 
 
 def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_path):
-    from ser_live.analysis import Task, analyze_file, analyze_run
-    from ser_live.engine import Engine
-    from ser_live.model import load_model
+    from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_run
+    from ser_live.second_opinion import DEFAULT_SECOND_OPINION
 
     actor_1 = sorted((CORPUS / "ravdess" / "Actor_01").glob("*.flac"))
     actor_2 = sorted((CORPUS / "ravdess" / "Actor_02").glob("*.flac"))
@@ -160,7 +159,7 @@ def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_p
     assert [row["file"] for row in rows] == [str(p) for p in actor_1 + actor_2]  # by folder
 
     # Each folder is one voice, heard in turn by one calibrating engine (its own process).
-    engine = Engine(load_model(), calibrate=True)
+    engine = EngineOptions(calibrate=True, second_opinion=DEFAULT_SECOND_OPINION).build()
     heard = [r for a in (actor_1, actor_2) for r in analyze_run([Task(p) for p in a], engine)]
     for row, result in zip(rows, heard, strict=True):
         expected = result.speech_probabilities
@@ -174,6 +173,29 @@ def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_p
     proc = run_cli(*args, "--jobs", "1")
     assert proc.returncode == 0, proc.stderr
     assert read_csv(summary) == rows
+
+
+def test_voice_per_folder_groups_links_by_the_folder_that_holds_them(tmp_path):
+    """A folder of links a user arranged per speaker is that speaker, wherever the files
+    really are: the same results as the same folder of real files."""
+    import shutil
+
+    actor_1 = sorted((CORPUS / "ravdess" / "Actor_01").glob("*.flac"))[:2]
+    actor_2 = sorted((CORPUS / "ravdess" / "Actor_02").glob("*.flac"))[:1]
+    files = [actor_1[0], actor_2[0], actor_1[1]]  # one "speaker" made of two real folders
+    linked, copied = tmp_path / "linked", tmp_path / "copied"
+    for folder in (linked, copied):
+        folder.mkdir()
+    for k, source in enumerate(files):
+        (linked / f"{k}.flac").symlink_to(source.resolve())
+        shutil.copy(source, copied / f"{k}.flac")
+    out = {}
+    for folder in (linked, copied):
+        summary = tmp_path / f"{folder.name}.csv"
+        proc = run_cli("analyze", str(folder), "--summary", str(summary), "--voice-per-folder")
+        assert proc.returncode == 0, proc.stderr
+        out[folder.name] = [[row[c] for c in P_COLS] for row in read_csv(summary)]
+    assert out["linked"] == out["copied"]
 
 
 def test_bad_files_in_a_batch_are_reported_and_the_rest_analysed(tmp_path, speech):
