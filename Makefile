@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-gui screenshot train loco clean
+.PHONY: run test test-under-load lint bench bench-gui screenshot train loco clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(VENV)/.dev
 test: lint
 	bash tests/audio_env.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -ra
+
+# The suite with every core kept busy by a CPU hog: tests must not need a quiet machine.
+test-under-load: lint
+	bash tests/audio_env.sh
+	bash tests/under_load.sh $(BIN)/python -m pytest -ra
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_engine.py
