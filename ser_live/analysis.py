@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +22,9 @@ import numpy as np
 from ser_live.audio_io import AUDIO_SUFFIXES
 from ser_live.engine import Engine, Update
 from ser_live.errors import AudioFileError, SerLiveError
+from ser_live.second_opinion import PhraseVerdict
 from ser_live.session import run_source
-from ser_live.sources import FileSource
+from ser_live.sources import ArraySource, AudioSource, FileSource
 
 ANALYSIS_BLOCK_S = 10.0
 
@@ -35,11 +36,17 @@ class FileResult:
     duration_s: float = 0.0
     speech_s: float = 0.0
     updates: list[Update] = field(default_factory=list)
+    phrases: list[PhraseVerdict] = field(default_factory=list)
     error: str | None = None
 
     @property
     def speech_probabilities(self) -> np.ndarray | None:
-        """Mean of the raw probabilities of the speech windows; None without speech."""
+        """Mean of the raw probabilities of the speech windows, each fused with its
+        phrase's second opinion where there is one; None without speech."""
+        if any(p.theirs is not None for p in self.phrases):
+            weights = [p.n_windows for p in self.phrases]
+            fused = [p.probabilities for p in self.phrases]
+            return np.average(fused, axis=0, weights=weights).astype(np.float32)
         raw = [u.raw_probabilities for u in self.updates if u.raw_probabilities is not None]
         return np.mean(raw, axis=0) if raw else None
 
@@ -64,7 +71,40 @@ def analyze_file(
 ) -> FileResult:
     """Analyse one file (one channel, or the down-mix); errors land in ``result.error``.
     ``keep_calibration``: the file is the same voice as the engine's last one."""
-    result = FileResult(str(path), channel)
+    # Long blocks: the front end computes a block's frames in one go (see FrontEnd.feed).
+    return analyze_source(
+        lambda: FileSource(path, channel=channel, block_s=ANALYSIS_BLOCK_S),
+        str(path),
+        engine,
+        channel,
+        on_update,
+        keep_calibration,
+    )
+
+
+def analyze_samples(
+    samples: np.ndarray, name: str, engine: Engine, keep_calibration: bool = False
+) -> FileResult:
+    """Analyse 16 kHz mono audio held in memory exactly as a file of it is analysed."""
+    return analyze_source(
+        lambda: ArraySource(samples, name, block_s=ANALYSIS_BLOCK_S),
+        name,
+        engine,
+        keep_calibration=keep_calibration,
+    )
+
+
+def analyze_source(
+    open_source: Callable[[], AudioSource],
+    name: str,
+    engine: Engine,
+    channel: int | None = None,
+    on_update=None,
+    keep_calibration: bool = False,
+) -> FileResult:
+    """A source from start to end through ``engine`` (opened here, so that an unreadable
+    one becomes the result's error)."""
+    result = FileResult(name, channel)
     engine.reset(keep_calibration=keep_calibration)
 
     def collect(update: Update) -> None:
@@ -73,17 +113,15 @@ def analyze_file(
             on_update(update)
 
     try:
-        # Long blocks: the front end computes a block's frames in one go (see FrontEnd.feed).
-        source = FileSource(path, channel=channel, block_s=ANALYSIS_BLOCK_S)
-        run_source(source, engine, collect)
+        run_source(open_source(), engine, collect, on_phrase=result.phrases.append)
         result.duration_s = engine.stream_s
         result.speech_s = engine.speech_s
         if not result.updates:
-            raise AudioFileError(f"{path}: no audio in the file")
+            raise AudioFileError(f"{name}: no audio in the file")
     except SerLiveError as exc:
         result.error = str(exc)
     except Exception as exc:
-        result.error = f"{path}: internal error ({type(exc).__name__}: {exc})"
+        result.error = f"{name}: internal error ({type(exc).__name__}: {exc})"
     return result
 
 
@@ -105,9 +143,12 @@ class EngineOptions:
     vad_aggressiveness: int | None = None
     voice_shifts: bool = False
     calibrate: bool = False
+    second_opinion: Path | None = None  # its .onnx file; None: without one
+    background_phrases: bool = False  # the second opinion on a thread of its own (live)
 
     def build(self) -> Engine:
         from ser_live.model import load_model
+        from ser_live.second_opinion import load_second_opinion
 
         return Engine(
             load_model(self.model),
@@ -115,6 +156,10 @@ class EngineOptions:
             vad_aggressiveness=self.vad_aggressiveness,
             voice_shifts=self.voice_shifts,
             calibrate=self.calibrate,
+            second_opinion=(
+                None if self.second_opinion is None else load_second_opinion(self.second_opinion)
+            ),
+            background_phrases=self.background_phrases,
         )
 
 

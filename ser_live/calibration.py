@@ -27,6 +27,7 @@ Measured on the three corpora the shipped model never heard, one session per spe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -86,6 +87,48 @@ class SpeakerCalibration:
         scale = self._target_std / self.std
         out = (np.asarray(window, dtype=np.float64) - self.mean) * scale + self._target_mean
         return out.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ReferenceGate:
+    """Which speech a voice's statistics learn from: only windows (and phrases) the model
+    hears as one of the ``reference`` emotions with at least ``min_probability``.
+
+    A voice's baseline should be its calm speech (neutral-reference normalisation, Busso
+    et al., ICASSP 2011). Learnt from everything, a caller who is angry for the whole call
+    makes anger the baseline and fades to neutral on the screen; learnt only from speech
+    heard as calm, that caller's statistics stay at the population prior, and the anger
+    stays visible."""
+
+    indices: tuple[int, ...]
+    min_probability: float
+
+    @classmethod
+    def from_sidecar(cls, setup: dict, labels: list[str]) -> ReferenceGate | None:
+        reference = setup.get("reference")
+        if not reference:
+            return None
+        return cls(
+            tuple(labels.index(e) for e in reference["emotions"]),
+            float(reference["min_probability"]),
+        )
+
+    def admits(self, probabilities: np.ndarray) -> bool:
+        return float(np.asarray(probabilities)[list(self.indices)].sum()) >= self.min_probability
+
+
+def reference_problem(setup: dict, labels: list[str]) -> str | None:
+    """Why a sidecar's ``speaker_calibration.reference`` is unusable; None if it is."""
+    reference = setup.get("reference")
+    if reference is None:
+        return None
+    try:
+        emotions, threshold = list(reference["emotions"]), float(reference["min_probability"])
+    except (KeyError, TypeError, ValueError):
+        return "speaker_calibration.reference needs emotions and min_probability"
+    if not emotions or any(e not in labels for e in emotions) or not 0.0 <= threshold <= 1.0:
+        return "speaker_calibration.reference needs known emotions and a probability in [0, 1]"
+    return None
 
 
 def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration | None:

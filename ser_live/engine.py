@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live import SAMPLE_RATE
-from ser_live.calibration import SpeakerCalibration, network_calibration
+from ser_live.calibration import ReferenceGate, SpeakerCalibration, network_calibration
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
 from ser_live.frontend import FrontEnd, Window
 from ser_live.model import Classifier
-from ser_live.utterance import UtteranceHead, UtteranceTracker, WindowFrames
+from ser_live.second_opinion import PhraseOpinions, PhraseVerdict, SecondOpinion
+from ser_live.utterance import MAX_PHRASE_WINDOWS, UtteranceHead, UtteranceTracker, WindowFrames
 from ser_live.vad import FRAME_MS, VoiceActivityDetector
 from ser_live.voice_shifts import StreamTail, VoiceShifter
 
@@ -80,13 +81,18 @@ class Engine:
         min_speech_ratio: float | None = None,
         voice_shifts: bool = False,
         calibrate: bool = False,
+        second_opinion: SecondOpinion | None = None,
+        background_phrases: bool = False,
     ) -> None:
         """``voice_shifts=True`` also scores each speech window as the sidecar's
         voice-shifted copies and averages: about ten times the work per speech window,
         for the gain the model card gives. ``calibrate=True`` hears the stream's voice
         relative to its own running statistics (``ser_live.calibration``) and runs the
         model's utterance head if it has one (``ser_live.utterance``): one voice per
-        stream; no extra work to speak of."""
+        stream; no extra work to speak of. ``second_opinion``: a network that hears each
+        phrase once it ends (``ser_live.second_opinion``), its verdict fused with ours
+        in the phrase verdicts ``take_phrases`` returns; ``background_phrases``: it runs
+        on a thread of its own (live), so that no window waits for it."""
         spec = classifier.spec
         self.classifier = classifier
         self.labels: list[str] = list(spec.labels)
@@ -121,13 +127,19 @@ class Engine:
         self._calibrations = [network_calibration(n.spec, calibrate) for n in classifier.networks]
         self._present = [c for c in self._calibrations if c is not None]
         self._learning = self._present if calibrate else []  # those that hear this voice
+        # Which speech the voice's statistics learn from (None: all of it).
+        setup = spec.normalisation.get("speaker_calibration") or {}
+        self._reference = ReferenceGate.from_sidecar(setup, self.labels) if calibrate else None
         # The model's utterance head, if its sidecar has one (``ser_live.utterance``): the
         # phrase against this voice's other phrases, so only a calibrating engine, which
         # has a voice to hear it against, runs it. Heard against the training population
         # instead, it cost 2.9 points held out each clip alone (models/README.md).
         self._utterances = (
             UtteranceTracker(
-                UtteranceHead.from_dict(spec.utterance_head), True, self.frontend.hop_s
+                UtteranceHead.from_dict(spec.utterance_head),
+                True,
+                self.frontend.hop_s,
+                learns_from=self._reference,
             )
             if spec.utterance_head and calibrate
             else None
@@ -141,6 +153,10 @@ class Engine:
         self._phrase_covered = False  # the current phrase already has a speech window
         self.min_phrase_speech_s = self.vad.hangover_frames * FRAME_MS / 1000 + MIN_HEARD_SPEECH_S
         self.max_phrase_windows = round(self.frontend.window_s / self.frontend.hop_s) + 2
+        # Phrase verdicts: every speech window belongs to one.
+        self.second_opinion = second_opinion
+        self._verdicts = PhraseOpinions(second_opinion, background_phrases, MAX_PHRASE_WINDOWS)
+        self._next_window_s = 0.0  # where the next window on the grid starts
 
     @property
     def calibration(self) -> SpeakerCalibration | None:
@@ -192,6 +208,8 @@ class Engine:
         if not keep_calibration:
             self.reset_calibration()
         self.frontend.reset()
+        self._verdicts.reset()
+        self._next_window_s = 0.0
         self.smoother.reset()
         self._tail.reset()
         self._waiting.clear()
@@ -201,11 +219,18 @@ class Engine:
     def feed(self, samples: np.ndarray) -> list[Update]:
         """Add 16 kHz mono float32 samples; return the updates of the windows they complete
         (a window with a little speech may wait until its phrase ends: ``_judge``)."""
+        self._verdicts.feed_audio(samples)
+        windows = self.frontend.feed(samples)
+        if windows:
+            self._next_window_s = windows[-1].start_s + self.frontend.hop_s
         if self.shifter is None:
-            return self._judge(self.frontend.feed(samples))
+            updates = self._judge(windows)
+            self._verdicts.forget_before(self._oldest_window_to_come_s())
+            return updates
         self._tail.feed(samples)
-        self._waiting.extend(self.frontend.feed(samples))
+        self._waiting.extend(windows)
         updates = self._judge(self._pop_waiting(finishing=False))
+        self._verdicts.forget_before(self._oldest_window_to_come_s())
         # Keep what the next windows' copies (and any window still waiting) are cut from.
         keep_from = self._tail.end - self.shifter.context_samples
         if self._waiting:
@@ -220,6 +245,21 @@ class Engine:
         ready = self._pop_waiting(finishing=True) if self.shifter is not None else []
         padded = self.frontend.pad_short_stream()
         return self._judge([*ready, *([padded] if padded else [])], finishing=True)
+
+    def _oldest_window_to_come_s(self) -> float:
+        """Where the oldest window not yet classified starts: one held back in a short
+        phrase or waiting for its shifted copies, or else the next on the grid."""
+        held = [w.start_s for w in (*self._phrase[:1], *list(self._waiting)[:1])]
+        return min([*held, self._next_window_s])
+
+    def take_phrases(self, wait: bool = False) -> list[PhraseVerdict]:
+        """The verdicts of the phrases that have ended, in order, as they are ready
+        (``wait``: every one, the second opinion's still running too)."""
+        return self._verdicts.take(wait)
+
+    def close(self) -> None:
+        """Stop the second opinion's thread, if it has one."""
+        self._verdicts.shutdown()
 
     def _pop_waiting(self, finishing: bool) -> list[Window]:
         ready = []
@@ -250,12 +290,14 @@ class Engine:
             else:
                 if window.speech_ratio == 0:
                     updates += self._close_phrase()
+                    self._verdicts.close()
                     self._phrase_covered = False
                     if self._utterances is not None:
                         self._utterances.end_phrase()
                 updates.append(self._classify(window, speech=False))
         if finishing:
             updates += self._close_phrase()
+            self._verdicts.close()
         return updates
 
     def _close_phrase(self) -> list[Update]:
@@ -270,9 +312,13 @@ class Engine:
     def _probabilities(self, window: Window) -> np.ndarray:
         """The model's output for the window, averaged over its voice-shifted copies, and
         with the utterance head's for its phrase."""
-        for calibration in self._learning:
-            calibration.update(window.features)
+        if self._reference is None:
+            for calibration in self._learning:  # the window is part of the voice it is heard by
+                calibration.update(window.features)
         probs = self._predict(window.features)
+        if self._reference is not None and self._reference.admits(probs):
+            for calibration in self._learning:
+                calibration.update(window.features)
         if self.shifter is not None and not window.padded:
             probs = self._with_shifted_copies(window, probs)
         if self._utterances is not None:
@@ -299,6 +345,8 @@ class Engine:
     def _classify(self, window: Window, speech: bool) -> Update:
         t0 = time.perf_counter()
         raw = self._probabilities(window) if speech else None
+        if raw is not None:
+            self._verdicts.add(window.start_s, window.end_s, raw)
         smoothed = self.smoother(raw)
         if smoothed is None:
             emotion, confidence = None, None

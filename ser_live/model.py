@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_live import EMOTIONS, SAMPLE_RATE
+from ser_live.calibration import reference_problem
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS, Standardiser
 from ser_live.utterance import head_problem, summary_size
@@ -119,6 +120,10 @@ class ModelSpec:
             and calibration["prior_frames"] > 0
         ):
             problems.append(f"speaker calibration {calibration!r} needs positive prior_frames")
+        elif calibration is not None and (
+            problem := reference_problem(calibration, list(EMOTIONS))
+        ):
+            problems.append(problem)
         elif calibration is not None and calibration.get("speaker_normalised"):
             population = calibration.get("population") or {}
             if not all(

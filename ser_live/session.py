@@ -6,10 +6,13 @@
   the two sides of a call are two ``LiveSession`` objects, each with its own worker,
   source and engine, writing to one ``SessionLog`` (which serialises rows);
 * PortAudio's callback thread only fills the source's queue (see ``sources``);
-* any thread (the UI) may call ``configure``, ``stop`` and ``pop_updates`` and read
-  ``session_s`` (markers go straight to the ``SessionLog``, whose lock orders them);
-  updates cross to it through a lock-protected list, and settings reach the engine only
-  through ``configure``, which the worker applies between blocks.
+* the engine's second opinion, if it has one, hears each ended phrase on a thread of its
+  own (``ser_live.second_opinion.PhraseOpinions``); the worker collects its verdicts;
+* any thread (the UI) may call ``configure``, ``stop``, ``pop_updates`` and
+  ``pop_phrases`` and read ``session_s`` (markers go straight to the ``SessionLog``,
+  whose lock orders them); updates and phrase verdicts cross to it through
+  lock-protected lists, and settings reach the engine only through ``configure``, which
+  the worker applies between blocks.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import numpy as np
 from ser_live import SAMPLE_RATE
 from ser_live.engine import Engine, Update
 from ser_live.errors import SerLiveError
+from ser_live.second_opinion import PhraseVerdict
 from ser_live.session_log import SideLog
 from ser_live.sources import AudioSource
 
 UpdateSink = Callable[[Update], None]
 BlockSink = Callable[[np.ndarray], None]
+PhraseSink = Callable[[PhraseVerdict], None]
 
 
 def run_source(
@@ -37,8 +42,10 @@ def run_source(
     on_update: UpdateSink | None = None,
     on_block: BlockSink | None = None,
     duration_s: float | None = None,
+    on_phrase: PhraseSink | None = None,
 ) -> int:
-    """Feed every block of ``source`` to ``engine``; return the number of updates."""
+    """Feed every block of ``source`` to ``engine``; return the number of updates.
+    ``on_phrase`` gets each phrase verdict once it is ready (the last ones at the end)."""
     count = 0
     fed = 0
     limit = None if duration_s is None else round(duration_s * SAMPLE_RATE)
@@ -52,6 +59,9 @@ def run_source(
             count += 1
             if on_update is not None:
                 on_update(update)
+        for verdict in engine.take_phrases():
+            if on_phrase is not None:
+                on_phrase(verdict)
         if limit is not None and fed >= limit:
             source.stop()
             break
@@ -59,6 +69,9 @@ def run_source(
         count += 1
         if on_update is not None:
             on_update(update)
+    for verdict in engine.take_phrases(wait=True):
+        if on_phrase is not None:
+            on_phrase(verdict)
     return count
 
 
@@ -85,6 +98,7 @@ class LiveSession:
         self.error: SerLiveError | None = None
         self._lock = threading.Lock()
         self._pending: list[Update] = []
+        self._phrases: list[PhraseVerdict] = []
         self._blocks: list[np.ndarray] = []
         self._requests: list[Callable[[Engine], None]] = []
         self._delivering = False  # worker thread only
@@ -115,6 +129,18 @@ class LiveSession:
         with self._lock:
             self._pending.append(update)
 
+    def _on_phrase(self, verdict: PhraseVerdict) -> None:
+        if self.time_offset_s:
+            verdict = replace(
+                verdict,
+                start_s=verdict.start_s + self.time_offset_s,
+                end_s=verdict.end_s + self.time_offset_s,
+            )
+        if self.log:
+            self.log.write_phrase(verdict)
+        with self._lock:
+            self._phrases.append(verdict)
+
     def _on_block(self, block: np.ndarray) -> None:
         if not self._delivering:  # the device is open and delivering: log it once
             self._delivering = True
@@ -135,7 +161,14 @@ class LiveSession:
 
     def _run(self) -> None:
         try:
-            run_source(self.source, self.engine, self._on_update, self._on_block, self.duration_s)
+            run_source(
+                self.source,
+                self.engine,
+                self._on_update,
+                self._on_block,
+                self.duration_s,
+                on_phrase=self._on_phrase,
+            )
         except Exception as exc:  # the worker must report a failure, never die silently
             self.error = (
                 exc
@@ -152,6 +185,8 @@ class LiveSession:
                     self.session_s,
                     time.time(),
                 )
+        finally:
+            self.engine.close()  # its second opinion's thread, if it has one
 
     @property
     def running(self) -> bool:
@@ -163,6 +198,12 @@ class LiveSession:
             updates, blocks = self._pending, self._blocks
             self._pending, self._blocks = [], []
         return updates, blocks
+
+    def pop_phrases(self) -> list[PhraseVerdict]:
+        """Phrase verdicts since the last call (for the UI's timer)."""
+        with self._lock:
+            phrases, self._phrases = self._phrases, []
+        return phrases
 
     def stop(self, timeout: float = 5.0) -> None:
         self.source.stop()

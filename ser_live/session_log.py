@@ -12,11 +12,15 @@ import csv
 import datetime as dt
 import os
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from ser_live.engine import Update
 from ser_live.errors import SerLiveError
+from ser_live.second_opinion import DUSHA_LABELS, PhraseVerdict
 
 #: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -117,6 +121,31 @@ class SessionLog:
             ]
         )
 
+    def write_phrase(self, verdict: PhraseVerdict, speaker: str = "", source: str = "") -> None:
+        """A phrase's verdict once it has ended: its windows' mean fused with the second
+        opinion (named in the note) where there is one."""
+        note = ""
+        if verdict.theirs is not None:
+            theirs = DUSHA_LABELS[int(np.argmax(verdict.theirs))]
+            note = f"second opinion: {theirs} {float(np.max(verdict.theirs)):.2f}"
+        self._row(
+            [
+                self._timestamp(time.time()),
+                "phrase",
+                speaker,
+                source,
+                fmt(verdict.start_s, 2),
+                fmt(verdict.end_s, 2),
+                "1",
+                "",
+                "",
+                verdict.emotion,
+                fmt(verdict.confidence),
+                *[fmt(float(p)) for p in verdict.probabilities],
+                note,
+            ]
+        )
+
     def write_note(
         self,
         kind: str,
@@ -164,6 +193,9 @@ class SideLog:
 
     def write_update(self, update: Update) -> None:
         self.log.write_update(update, self.speaker, self.source)
+
+    def write_phrase(self, verdict: PhraseVerdict) -> None:
+        self.log.write_phrase(verdict, self.speaker, self.source)
 
     def write_note(self, kind: str, note: str, stream_s: float | None, wall_time: float) -> None:
         self.log.write_note(kind, note, stream_s, wall_time, self.speaker, self.source)

@@ -72,6 +72,33 @@ class FileSource:
         self._stop.set()
 
 
+class ArraySource:
+    """Audio already in memory (16 kHz mono float32) in blocks, as a file would give it:
+    for audio a program made or changed itself (training's channels, a web upload's
+    decoded samples), through the same analyse path as a file."""
+
+    def __init__(self, samples: np.ndarray, name: str = "audio", block_s: float = 0.5) -> None:
+        self.samples = np.asarray(samples, dtype=np.float32)
+        self.name = name
+        self.block_s = block_s
+        self.dropped_blocks = 0
+        self._stop = threading.Event()
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        step = max(1, round(self.block_s * SAMPLE_RATE))
+        for start in range(0, len(self.samples), step):
+            if self._stop.is_set():
+                return
+            yield self.samples[start : start + step]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def input_devices() -> list[dict]:
     """The input devices PortAudio sees: index, name, host API, channels, native rate."""
     import sounddevice as sd

@@ -205,11 +205,16 @@ class VoicePhrases(PriorWeightedStats):
 class UtteranceTracker:
     """The head's state in one stream: the current phrase and the voice's phrases."""
 
-    def __init__(self, head: UtteranceHead, learn_voice: bool, hop_s: float) -> None:
+    def __init__(
+        self, head: UtteranceHead, learn_voice: bool, hop_s: float, learns_from=None
+    ) -> None:
         """``learn_voice``: finished phrases move the voice's statistics (calibration);
-        ``hop_s``: the window grid's step."""
+        ``hop_s``: the window grid's step; ``learns_from``: a ``ReferenceGate`` a phrase's
+        mean network probabilities must pass to join the voice (None: every phrase)."""
         self.head = head
         self.learn_voice = learn_voice
+        self.learns_from = learns_from
+        self._network_sum: np.ndarray | None = None
         self.hop_s = hop_s
         self.voice = VoicePhrases(head.population_mean, head.population_std, head.prior_phrases)
         self._phrase: PhraseStats | None = None
@@ -244,15 +249,27 @@ class UtteranceTracker:
     def mix(self, network_probabilities: np.ndarray, window: WindowFrames) -> np.ndarray:
         """The networks' probabilities for a speech window averaged with the head's."""
         w = self.head.weight
-        mixed = (1.0 - w) * network_probabilities + w * self.hear(window)
+        head = self.hear(window)  # first: a phrase at its longest ends there
+        self._network_sum = (
+            network_probabilities
+            if self._network_sum is None
+            else self._network_sum + network_probabilities
+        )
+        mixed = (1.0 - w) * network_probabilities + w * head
         return mixed.astype(np.float32)
 
     def end_phrase(self) -> None:
         """A pause (or the end of a stream): the phrase joins the voice when learning."""
         summary = self.phrase_summary()
-        if summary is not None and self.learn_voice:
+        heard_as_reference = (
+            self.learns_from is None
+            or self._network_sum is None
+            or self.learns_from.admits(self._network_sum / self._phrase_windows)
+        )
+        if summary is not None and self.learn_voice and heard_as_reference:
             self.voice.add(summary)
         self._phrase, self._phrase_windows, self._last_start = None, 0, None
+        self._network_sum = None
 
     def forget_voice(self) -> None:
         self.end_phrase()

@@ -6,7 +6,12 @@ import sys
 from pathlib import Path
 
 
-def run_app(model_path: Path | None = None, open_file: Path | None = None) -> int:
+def run_app(
+    model_path: Path | None = None,
+    open_file: Path | None = None,
+    second_opinion: Path | None = None,
+    use_second_opinion: bool = True,
+) -> int:
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets
 
@@ -16,7 +21,9 @@ def run_app(model_path: Path | None = None, open_file: Path | None = None) -> in
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName("ser-live")
     app.setOrganizationName("ser-live")
-    window = MainWindow(model_path)
+    window = MainWindow(
+        model_path, second_opinion=second_opinion, use_second_opinion=use_second_opinion
+    )
     window.show()
     if open_file is not None:
 

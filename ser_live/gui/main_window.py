@@ -50,6 +50,8 @@ class MainWindow(QtWidgets.QMainWindow):
         model_path: Path | None = None,
         settings: QtCore.QSettings | None = None,
         sessions_dir: Path | None = None,
+        second_opinion: Path | None = None,
+        use_second_opinion: bool = True,
     ) -> None:
         super().__init__()
         self.setWindowTitle(f"ser-live {__version__} — speech emotion monitor")
@@ -58,6 +60,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sessions_dir = Path(sessions_dir or Path(base) / "sessions")
         self.classifier = None
         self.model_error: str | None = None
+        # The phrase-level second opinion, shared by both sides' engines (ONNX Runtime's
+        # run is thread-safe); None when asked for none or when it cannot run here.
+        self.second_opinion = None
+        self.second_opinion_note: str | None = None
         self.sessions: dict[str, LiveSession] = {}  # the sides running now
         self.speakers: dict[str, str] = {}  # side -> its name in the running log
         self.log: SessionLog | None = None
@@ -70,7 +76,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build()
         self._restore_settings()
         self.refresh_devices()
-        self._loader = threading.Thread(target=self._load_model, args=(model_path,), daemon=True)
+        self._loader = threading.Thread(
+            target=self._load_model,
+            args=(model_path, second_opinion if use_second_opinion else False),
+            daemon=True,
+        )
         self._loader.start()
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self._tick)
@@ -238,10 +248,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("smoothing", n)
 
     # ------------------------------------------------------------------ model
-    def _load_model(self, model_path: Path | None) -> None:
-        """Background thread: load the model and pay the one-off warm-up costs."""
+    def _load_model(self, model_path: Path | None, second_opinion: Path | bool | None) -> None:
+        """Background thread: load the model (and the second opinion, unless ``False``)
+        and pay the one-off warm-up costs."""
         from ser_live.model import load_model
+        from ser_live.second_opinion import load_second_opinion
 
+        if second_opinion is not False:
+            try:
+                opinion = load_second_opinion(second_opinion)
+                opinion.warm_up()
+                self.second_opinion = opinion
+            except SerLiveError as exc:  # said once, in the status bar; the app runs on
+                self.second_opinion_note = f"{exc}; running without the second opinion."
         try:
             classifier = load_model(model_path)
             Engine(classifier).warm_up()
@@ -257,6 +276,8 @@ class MainWindow(QtWidgets.QMainWindow):
             smoothing=self.smoothing_box.value(),
             vad_aggressiveness=self.vad_box.value(),
             calibrate=self.calibrate_box.isChecked(),
+            second_opinion=self.second_opinion,
+            background_phrases=True,
         )
 
     # ------------------------------------------------------------------ devices
@@ -492,6 +513,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     panel.show_probabilities(update.probabilities)
                 else:
                     panel.show_silence("—" if self.heard_speech[side] else "no speech yet")
+            for verdict in session.pop_phrases():
+                panel.show_phrase(verdict.emotion, verdict.confidence)
         now = self._clock()
         for timeline in self.timelines.values():
             timeline.follow(now)
@@ -509,6 +532,8 @@ class MainWindow(QtWidgets.QMainWindow):
                         "or open a recording."
                     )
                 )
+                if self.second_opinion_note:
+                    ready = f"{ready} {self.second_opinion_note}"
                 self._set_state("ready", ready, warning=not self.device_boxes[YOU].count())
         self._drain()
         ended = [side for side, session in self.sessions.items() if not session.running]

@@ -169,6 +169,9 @@ class EmotionPanel(QtWidgets.QFrame):
         self.confidence = QtWidgets.QProgressBar()
         self.confidence.setRange(0, 100)
         self.confidence.setFormat("confidence %p%")
+        # The last phrase's verdict, with the second opinion fused in where there is one.
+        self.phrase = QtWidgets.QLabel("last phrase: —")
+        self.phrase.setAlignment(QtCore.Qt.AlignCenter)
         self.speech = QtWidgets.QLabel()
         self.speech.setAlignment(QtCore.Qt.AlignCenter)
         self.level = QtWidgets.QProgressBar()
@@ -199,7 +202,7 @@ class EmotionPanel(QtWidgets.QFrame):
         for widget in (self.title, self.emotion, self.confidence):
             layout.addWidget(widget)
         layout.addLayout(bars)
-        for widget in (self.speech, self.level, self.state):
+        for widget in (self.phrase, self.speech, self.level, self.state):
             layout.addWidget(widget)
         layout.addStretch(1)
         self.show_silence()
@@ -216,6 +219,10 @@ class EmotionPanel(QtWidgets.QFrame):
         for i, label in enumerate(EMOTIONS):
             value = 0 if probabilities is None else round(float(probabilities[i]) * 100)
             self.bars[label].setValue(value)
+
+    def show_phrase(self, emotion: str, confidence: float) -> None:
+        self.phrase.setText(f"last phrase: {emotion} {round(confidence * 100)}%")
+        self.phrase.setStyleSheet(f"color: {EMOTION_COLOURS.get(emotion, '#000')};")
 
     def set_title(self, title: str) -> None:
         self.title.setText(title)
