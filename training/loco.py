@@ -101,37 +101,48 @@ def clip_probabilities(model: Path, utterances: list[Utterance]) -> list[np.ndar
     return [None if r.error else r.speech_probabilities for r in results]
 
 
+#: The calibrated protocols: each known speaker's clips as one voice ("mixed"), or each
+#: speaker's clips of one emotion as one voice ("one-emotion": a caller who stays angry).
+PROTOCOLS = ("mixed", "one-emotion")
+
+
 def calibrated_sessions(
-    utterances: list[Utterance], indices: Iterable[int], seed: int
+    utterances: list[Utterance], indices: Iterable[int], seed: int, protocol: str = "mixed"
 ) -> tuple[list[list[int]], list[int]]:
-    """How the calibrated protocol hears the clips ``indices``: each known speaker's clips
-    as one session, in a seeded order (``training.utterance_head.sessions``), and the
-    clips of no known speaker (``Utterance.voice_known``), each alone."""
+    """How a calibrated protocol hears the clips ``indices``: each known speaker's clips
+    (``"one-emotion"``: each known speaker's clips of one emotion) as one session, in a
+    seeded order (``training.utterance_head.sessions``), and the clips of no known speaker
+    (``Utterance.voice_known``), each alone."""
     from training.utterance_head import sessions
 
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}")
     indices = list(indices)
     known = [i for i in indices if utterances[i].voice_known]
     unknown = [i for i in indices if not utterances[i].voice_known]
-    return sessions(utterances, known, seed), unknown
+    return sessions(utterances, known, seed, one_emotion=protocol == "one-emotion"), unknown
 
 
 def session_probabilities(
-    model: Path, utterances: list[Utterance], seed: int = 0
+    model: Path, utterances: list[Utterance], seed: int = 0, protocol: str = "mixed"
 ) -> list[np.ndarray | None]:
-    """Every clip as a calibrated live session hears it: each speaker's clips, in a
-    seeded random order, through one engine whose speaker calibration carries on from
-    clip to clip, as ``ser-live analyze --voice-per-folder`` hears a folder of one
-    speaker's recordings listed in that order. A clip whose speaker is not known
-    (``Utterance.voice_known``) has no voice to calibrate to: it is heard alone, as
-    ``analyze`` hears a file."""
+    """Every clip as a calibrated live session hears it: each session's clips (see
+    ``calibrated_sessions``), in a seeded random order, through one engine whose speaker
+    calibration carries on from clip to clip, as ``ser-live analyze --voice-per-folder``
+    hears a folder of one speaker's recordings listed in that order. A clip whose speaker
+    is not known (``Utterance.voice_known``) has no voice to calibrate to: it is heard
+    alone, as ``analyze`` hears a file."""
     from ser_live.analysis import EngineOptions, Task, analyze_many
 
-    known_sessions, unknown = calibrated_sessions(utterances, range(len(utterances)), seed)
-    order = [i for session in known_sessions for i in session]
+    known_sessions, unknown = calibrated_sessions(
+        utterances, range(len(utterances)), seed, protocol
+    )
     tasks = [
-        Task(Path(utterances[i].path), voice=f"{utterances[i].corpus}|{utterances[i].speaker}")
-        for i in order
+        Task(Path(utterances[i].path), voice=f"session {k}")
+        for k, session in enumerate(known_sessions)
+        for i in session
     ]
+    order = [i for session in known_sessions for i in session]
     out: list[np.ndarray | None] = [None] * len(utterances)
     results = analyze_many(tasks, EngineOptions(model, calibrate=True))
     for i, result in zip(order, results, strict=True):

@@ -72,14 +72,19 @@ def phrase_summary(windows: list[WindowFrames], hop_s: float) -> np.ndarray:
     return tracker.phrase_summary()
 
 
-def sessions(utterances: list[Utterance], indices: list[int], seed: int) -> list[list[int]]:
+def sessions(
+    utterances: list[Utterance], indices: list[int], seed: int, one_emotion: bool = False
+) -> list[list[int]]:
     """``indices`` by speaker (sorted), each speaker's clips in a seeded order: the order
-    ``training.loco.session_probabilities`` hears them in."""
+    ``training.loco.session_probabilities`` hears them in. ``one_emotion``: a session per
+    speaker and emotion, a voice that keeps one emotion throughout."""
     rng = np.random.default_rng(seed)
-    by_speaker: dict[tuple[str, str], list[int]] = {}
+    by_voice: dict[tuple[str, ...], list[int]] = {}
     for i in indices:
-        by_speaker.setdefault((utterances[i].corpus, utterances[i].speaker), []).append(i)
-    return [list(rng.permutation(by_speaker[key])) for key in sorted(by_speaker)]
+        u = utterances[i]
+        key = (u.corpus, u.speaker, u.emotion) if one_emotion else (u.corpus, u.speaker)
+        by_voice.setdefault(key, []).append(i)
+    return [list(rng.permutation(by_voice[key])) for key in sorted(by_voice)]
 
 
 def voice_prior(
