@@ -17,7 +17,6 @@ from ser_live import EMOTIONS
 from tests.conftest import CORPUS, ROOT
 from training.config import TrainConfig
 from training.corpora import CORPORA, find_utterances, parse
-from training.pipeline import ravdess_folds
 
 
 def test_loaders_read_every_corpus_in_wav_flac_and_opus():
@@ -77,7 +76,7 @@ def test_label_mapping(name, emotion, speaker):
 def test_a_clip_of_no_known_speaker_is_heard_alone_in_a_calibrated_session():
     """EmoSpeech's "unknown user" is many people: calibrating to them as one voice is
     not what a user could do, so the calibrated protocol hears such a clip alone."""
-    from training.loco import clip_probabilities, session_probabilities
+    from training.scoring import clip_probabilities, session_probabilities
 
     clips = find_utterances([CORPUS / "emospeech"])
     assert [u.voice_known for u in clips] == [False, True]  # House/bacho…, webservice/go…
@@ -103,39 +102,6 @@ def test_a_clip_of_no_known_speaker_is_heard_alone_in_a_calibrated_session():
 )
 def test_other_files_are_ignored(name):
     assert parse(Path(name)) is None
-
-
-def test_folds_hold_out_whole_actors_balanced_by_gender():
-    from training.corpora import Utterance
-
-    utts = [
-        Utterance(f"{a}.wav", "ravdess", f"ravdess-{a:02d}", "", "neutral", "", "")
-        for a in range(1, 25)
-    ]
-    folds = ravdess_folds(utts, 4)
-    assert len(folds) == 4
-    assert sorted(a for fold in folds for a in fold) == sorted({u.speaker for u in utts})
-    for fold in folds:
-        males = sum(int(a.split("-")[1]) % 2 for a in fold)
-        assert len(fold) == 6 and males == 3
-
-
-def test_each_fold_holds_out_a_tess_speaker_and_two_other_actors_for_early_stopping():
-    from training.corpora import Utterance
-    from training.pipeline import fold_speakers
-
-    utts = [
-        Utterance(f"{a}.wav", "ravdess", f"ravdess-{a:02d}", "", "neutral", "", "")
-        for a in range(1, 25)
-    ] + [Utterance(f"{s}.wav", "tess", f"tess-{s}", "", "neutral", "", "") for s in ("OAF", "YAF")]
-    held_tess = []
-    for k, actors in enumerate(ravdess_folds(utts, 4)):
-        test, val = fold_speakers(k, actors, utts)
-        tess = test - set(actors)
-        assert len(tess) == 1 and next(iter(tess)).startswith("tess-")
-        held_tess += tess
-        assert len(val) == 2 and not val & test and all(v.startswith("ravdess-") for v in val)
-    assert sorted(set(held_tess)) == ["tess-OAF", "tess-YAF"]
 
 
 def test_augmented_windows_are_deterministic(tmp_path):
@@ -201,62 +167,6 @@ def python_m(module: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
-@pytest.mark.slow
-def test_pipeline_end_to_end_on_fixtures(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = python_m("training", CORPUS, "--run-dir", run_dir, "--epochs", 2, "--augment", 1)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in (
-        "config.json",
-        "manifest.csv",
-        "class_counts.png",
-        "durations.png",
-        "examples.png",
-        "report.json",
-        "report.md",
-        "confusion_cnn.png",
-        "curves.png",
-        "predictions.csv",
-    ):
-        assert (run_dir / name).stat().st_size > 0, name
-    report = json.loads((run_dir / "report.json").read_text())
-    for model in ("cnn", "lstm", "svm", "cnn_int8", "cnn_member1", "cnn_member2"):
-        assert 0 <= report["summary"][model]["ravdess_uar_mean"] <= 1
-    assert "int8_uar_drop_points" in report["summary"]
-
-    # The fold models score again through other channels; clean reproduces the run exactly.
-    proc = python_m(
-        "training.robustness", run_dir, CORPUS, "--conditions", "clean,opus 12 kbps,call"
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    robust = json.loads((run_dir / "robustness.json").read_text())["conditions"]
-    assert list(robust) == ["clean", "opus 12 kbps", "call"]
-    assert robust["clean"]["ravdess_uar_per_fold"] == pytest.approx(
-        report["summary"]["cnn"]["ravdess_uar_per_fold"], abs=1e-4
-    )
-    for condition in robust.values():
-        assert all(0 <= v <= 1 for v in condition["ravdess_uar_per_fold"])
-    assert "| call: " in (run_dir / "robustness.md").read_text()
-
-    # The exported model loads with the engine's interpreter and predicts.
-    from ser_live.engine import Engine
-    from ser_live.model import load_model
-
-    model_path = run_dir / "ser_cnn_int8.tflite"
-    assert model_path.stat().st_size < 1024 * 1024
-    shutil.copy(model_path, tmp_path / "copy.tflite")
-    shutil.copy(model_path.with_suffix(".json"), tmp_path / "copy.json")
-    classifier = load_model(tmp_path / "copy.tflite")
-    assert classifier.quantized
-    from ser_live.audio_io import load_audio
-
-    updates = Engine(classifier).feed(
-        load_audio(CORPUS / "ravdess" / "Actor_01" / "03-01-05-02-01-01-01.flac")
-    )
-    speech = [u for u in updates if u.speech]
-    assert speech and all(u.emotion in EMOTIONS for u in speech)
-
-
 def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
     from training.neural import training_batches
 
@@ -289,8 +199,8 @@ def test_training_batches_mix_and_mask_but_keep_each_window_mostly_itself():
 def test_partial_labels_leave_a_corpus_s_missing_emotions_out_of_its_loss():
     """A window from a corpus without sad: its loss is the same whatever the network says
     about sad, and its blended targets carry the union of both windows' label sets."""
-    from training.loco import label_sets
     from training.neural import partial_label_loss, training_batches
+    from training.scoring import label_sets
 
     n = len(EMOTIONS)
     has = np.ones(n, dtype=np.float32)
@@ -329,20 +239,19 @@ def test_partial_labels_leave_a_corpus_s_missing_emotions_out_of_its_loss():
     ("args", "message"),
     [
         (["no-such-folder"], "no such folder: no-such-folder"),
-        ([str(CORPUS), "--cv-only", "--install"], "--cv-only trains no model to --install"),
-        ([str(CORPUS), "--models", "cnn,rnn"], "unknown model: rnn"),
-        (["robustness", str(CORPUS), str(CORPUS)], "not a finished training run"),
+        ([str(CORPUS), "--no-loco"], "--no-loco needs --speaker-folds or --install"),
+        (["robustness", str(CORPUS), str(CORPUS)], "not a finished leave-one-corpus-out run"),
         (
             ["robustness", str(CORPUS), str(CORPUS), "--conditions", "clean,underwater"],
             "unknown condition: underwater",
         ),
     ],
 )
-def test_command_line_refuses_bad_arguments_in_one_line(args, message):
+def test_command_line_refuses_bad_arguments_in_one_line(args, message, tmp_path):
     if args[0] == "robustness":
-        proc = python_m("training.robustness", *args[1:])
+        proc = python_m("training.loco_robustness", *args[1:])
     else:
-        proc = python_m("training", *args)
+        proc = python_m("training.loco", *args, "--run-dir", tmp_path / "run")
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
@@ -567,7 +476,8 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     )
     assert report["corpora"] == list(CORPORA)
     expected_clips = {"ravdess": 8, "tess": 4, "nemo": 3, "korean": 2, "emospeech": 2}
-    for row in ("baseline", "baseline_calibrated", "loco", "loco_calibrated"):
+    rows = ["baseline", "baseline_calibrated", "baseline_one_emotion"]
+    for row in [*rows, "loco", "loco_calibrated", "loco_one_emotion"]:
         assert set(report[row]) == set(CORPORA), row
         for corpus, entry in report[row].items():
             assert entry["clips"] == expected_clips[corpus]
@@ -585,7 +495,8 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     rows = (run_dir / "predictions_loco.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(expected_clips.values())
     assert "| korean | Korean | neutral, sad | 2 | 0.500 |" in (run_dir / "loco.md").read_text()
-    assert "| baseline: ser_cnn_int8.tflite, calibrated |" in (run_dir / "loco.md").read_text()
+    md = (run_dir / "loco.md").read_text()
+    assert "| baseline: ser_cnn_int8.tflite, calibrated, one-emotion sessions |" in md
     calibrated = (run_dir / "predictions_baseline_calibrated.csv").read_text().splitlines()
     assert len(calibrated) == 1 + sum(expected_clips.values())
 
@@ -610,110 +521,10 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
 
 
 @pytest.mark.slow
-def test_screen_on_fixtures_scores_every_epoch_on_corpora_it_never_trained_on(tmp_path):
-    """The quick screen: a network trained on two corpora (here with every option at
-    once), scored after each epoch on the other three, clip by clip."""
-    out = tmp_path / "screen.json"
-    proc = python_m(
-        "training.screen",
-        CORPUS,
-        "--name",
-        "fixtures",
-        "--epochs",
-        2,
-        "--partial-labels",
-        "--adversary",
-        "speaker",
-        "--weights",
-        "speaker",
-        "--relative-pitch",
-        "--drop",
-        "f0_semitones,mfcc39",
-        "--out",
-        out,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads(out.read_text())
-    assert [row["epoch"] for row in summary["epochs"]] == [1, 2]
-    assert summary["train_windows"] > 0
-    clips = {"nemo": 3, "korean": 2, "emospeech": 2}
-    for corpus, entry in summary["snapshot_average"].items():
-        labels = {u.emotion for u in find_utterances([CORPUS]) if u.corpus == corpus}
-        assert set(entry["recall"]) == labels
-        assert 0 <= entry["uar"] <= 1
-    assert set(summary["snapshot_average"]) == set(clips)
-    for row in summary["epochs"]:
-        assert all(0 <= row[c] <= 1 for c in clips)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--train", "ravdess,tess", "--eval", "tess"], "both trained on and scored"),
-        (["--train", "ravdess,swbd"], "unknown corpus or feature: swbd"),
-        (["--drop", "mfcc99"], "unknown corpus or feature: mfcc99"),
-    ],
-)
-def test_screen_refuses_bad_arguments_in_one_line(args, message):
-    proc = python_m("training.screen", CORPUS, *args)
-    assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_speaker_weights_give_every_speaker_and_emotion_the_same_total():
-    from training.screen import group_weights
-
-    labels = np.array([0, 0, 0, 0, 1, 1, 0, 1])
-    speakers = np.array(["tess-a"] * 6 + ["ravdess-01"] * 2)
-    weights = group_weights(labels, speakers)
-    assert weights.mean() == pytest.approx(1.0)
-    totals = {}
-    for w, s, y in zip(weights, speakers, labels, strict=True):
-        totals[(s, y)] = totals.get((s, y), 0.0) + w
-    assert np.allclose(list(totals.values()), next(iter(totals.values())))
-
-
-def test_gradient_reversal_passes_forward_and_sends_back_minus_weight_times_gradient():
-    import tensorflow as tf
-
-    from training.screen import gradient_reversal
-
-    layer = gradient_reversal(0.3)
-    x = tf.constant([[1.0, -2.0, 3.0]])
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        loss = tf.reduce_sum(y * tf.constant([[1.0, 2.0, 3.0]]))
-    np.testing.assert_allclose(y.numpy(), x.numpy())
-    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), [[-0.3, -0.6, -0.9]], rtol=1e-6)
-
-
-def test_extra_targets_come_last_and_are_mixed_like_the_labels():
-    from training.neural import training_batches
-
-    n = len(EMOTIONS)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((64, 20, 6)).astype(np.float32)
-    y = np.arange(64) % n
-    domains = np.eye(3, dtype=np.float32)[np.arange(64) % 3]
-    batches = training_batches(x, y, TrainConfig(spec_augment=False), extra_targets=domains)
-    _, targets, _ = batches[0]
-    assert targets.shape == (64, n + 3)
-    np.testing.assert_allclose(targets[:, n:].sum(axis=1), 1.0, rtol=1e-6)
-    # Each window keeps at least half of its own label and of its own domain, and blends
-    # happened.
-    idx = batches.order[:64]
-    assert (targets[np.arange(64), y[idx]] >= 0.5).all()
-    assert (targets[np.arange(64), n + idx % 3] >= 0.5).all()
-    assert (targets[:, n:].max(axis=1) < 1).any()
-
-
-@pytest.mark.slow
 def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path):
     """``--member``: every model carries the member (the shipped pair's recipe), and the
     corpora the member was trained on are not counted as held out; ``--hold-out`` fits
     only the corpora it names (here one the member heard, to see it marked).
-    ``--speaker-normalise``: the new network's sidecar makes calibration its input;
     ``--utterance-head``: each model's head trained on that model's training clips."""
     from ser_live.model import load_model
 
@@ -727,7 +538,6 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
         member,
         "--hold-out",
         ",".join(held),
-        "--speaker-normalise",
         "--utterance-head",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -743,9 +553,6 @@ def test_leave_one_corpus_out_with_a_member_marks_what_the_member_heard(tmp_path
         pair = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite")
         assert [n.path.name for n in pair.networks] == ["ser_cnn_int8.tflite", member.name]
         assert set(pair.spec.training["corpora"]) == set(CORPORA) - {corpus}
-        calibration = pair.spec.normalisation["speaker_calibration"]
-        assert calibration["speaker_normalised"] and len(calibration["population"]["std"]) == 43
-        assert "speaker_normalised" not in pair.members[0].spec.normalisation["speaker_calibration"]
         # The utterance head heard the training corpora's clips only.
         assert pair.spec.utterance_head["trained_on"] == sorted(set(CORPORA) - {corpus})
     assert "+ utterance head" in (run_dir / "loco.md").read_text()
@@ -766,37 +573,63 @@ def test_leave_one_corpus_out_refuses_speaker_folds_the_member_heard():
     assert "Traceback" not in proc.stderr
 
 
-def test_speaker_normalised_windows_are_each_voice_relative_to_itself():
-    """Each (speaker, copy) group is z-scored over its frames, and the population the
-    sidecar records is the windows' statistics before that, whatever subset trains."""
-    from ser_live.features import Standardiser
-    from training.speaker_norm import normalise_by_group, speaker_groups
+def test_one_emotion_sessions_are_one_speaker_s_clips_of_one_emotion():
+    """The lasting-emotion protocol: each known speaker's clips of one emotion are one
+    voice; the mixed one hears each speaker's clips together; unknown voices alone."""
+    from training.scoring import calibrated_sessions
 
-    rng = np.random.default_rng(0)
-    speaker = np.repeat(["a", "b", "c"], 20)
-    copy = np.tile([0, 1], 30)
-    offset = {"a": 5.0, "b": -3.0, "c": 0.5}
-    raw = np.stack(
-        [
-            offset[s] + (1 + c) * rng.standard_normal((10, 4))
-            for s, c in zip(speaker, copy, strict=True)
-        ]
-    ).astype(np.float32)
-    x = raw.copy()
-    group = speaker_groups(speaker, copy)
-    assert len(set(group)) == 6
-    stats = normalise_by_group(x, group)
-    for g in range(6):
-        frames = x[group == g].reshape(-1, 4)
-        np.testing.assert_allclose(frames.mean(axis=0), 0, atol=1e-5)
-        np.testing.assert_allclose(frames.std(axis=0), 1, atol=1e-4)
-    mask = np.arange(60) % 3 != 0
-    expected = Standardiser.fit(raw[mask])
-    # Each group's statistics stand for the masked windows of that group: close, not equal.
-    population = stats.population(mask)
-    np.testing.assert_allclose(population.mean, expected.mean, atol=0.3)
-    np.testing.assert_allclose(population.std, expected.std, rtol=0.1)
-    whole = stats.population(np.ones(60, dtype=bool))
-    exact = Standardiser.fit(raw)
-    np.testing.assert_allclose(whole.mean, exact.mean, atol=1e-4)
-    np.testing.assert_allclose(whole.std, exact.std, rtol=1e-4)
+    clips = find_utterances([CORPUS])
+    everything = range(len(clips))
+    mixed, alone = calibrated_sessions(clips, everything, 0, "mixed")
+    one, alone_too = calibrated_sessions(clips, everything, 0, "one-emotion")
+    assert alone == alone_too and all(not clips[i].voice_known for i in alone)
+    for sessions in (mixed, one):
+        assert sorted(i for s in sessions for i in s) == sorted(set(everything) - set(alone))
+    assert all(len({clips[i].speaker for i in s}) == 1 for s in mixed + one)
+    assert all(len({clips[i].emotion for i in s}) == 1 for s in one)
+    assert any(len({clips[i].emotion for i in s}) > 1 for s in mixed)  # a real difference
+    assert len(one) > len(mixed)
+
+
+def test_calibration_learns_only_from_speech_heard_as_its_reference(tmp_path, speech):
+    """With a reference gate, a voice's statistics (and its phrases, for the utterance
+    head) learn only from speech the networks hear as neutral surely enough."""
+    from ser_live.engine import Engine
+    from ser_live.model import load_model
+    from tests.conftest import copy_model
+    from training.yardstick import set_gate
+
+    model = copy_model(tmp_path / "gated.tflite")
+    heard = {}
+    for gate in (None, 0.0, 1.0):
+        set_gate(model.with_suffix(".json"), gate)
+        engine = Engine(load_model(model), calibrate=True)
+        engine.feed(speech)
+        engine.finish()
+        heard[gate] = (engine.calibration.frames_heard, engine._utterances.voice.phrases_heard)
+    assert heard[None][0] > 0 and heard[0.0] == heard[None]  # every window passes at 0
+    assert heard[1.0] == (0, 0)  # nothing is ever heard as neutral with certainty
+
+
+def test_a_verdict_at_any_second_opinion_weight_is_its_fusion_terms(tmp_path):
+    """The yardstick scores every weight from one pass: ``A + w T`` is what the engine
+    gives at weight ``w``."""
+    from ser_live.analysis import EngineOptions, analyze_file
+    from ser_live.second_opinion import DEFAULT_SECOND_OPINION, DUSHA_LABELS
+    from tests.conftest import SPEECH_CLIP
+    from training.yardstick import fusion_terms
+
+    onnx = shutil.copy(DEFAULT_SECOND_OPINION, tmp_path / "dusha.onnx")
+    sidecar = json.loads(DEFAULT_SECOND_OPINION.with_suffix(".json").read_text())
+    shared = [EMOTIONS.index(e) for e in DUSHA_LABELS]
+    terms = None
+    for weight in (0.0, 0.3, 0.8):
+        (tmp_path / "dusha.json").write_text(json.dumps({**sidecar, "weight": weight}))
+        engine = EngineOptions(second_opinion=onnx).build()
+        result = analyze_file(SPEECH_CLIP, engine)
+        terms = terms or fusion_terms(result)
+        a, t = terms
+        expected = a.copy()
+        expected[shared] += weight * t
+        np.testing.assert_allclose(result.speech_probabilities, expected, atol=1e-6)
+    assert np.abs(terms[1]).max() > 1e-3  # the second opinion does move the verdict

@@ -1,4 +1,4 @@
-"""Builds ser-live's model from labelled corpora: ``python -m training --help``."""
+"""Builds ser-live's model from labelled corpora: ``python -m training.loco --help`` (README.md)."""
 
 import time
 

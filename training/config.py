@@ -68,10 +68,6 @@ class TrainConfig:
     # (EmoSpeech has no sad, disgust or surprise) teaches "this recording setup is not
     # sad", and the network learns to tell corpora apart.
     partial_labels: bool = False
-    # Each training window z-scored with its speaker's own statistics (training.speaker_norm),
-    # as the engine's speaker calibration hears a voice it has converged on; the sidecar
-    # then makes calibration part of the network's input (ser_live.calibration).
-    speaker_normalise: bool = False
     # The shipped CNN is the average of this many networks, each with its own seed (initial
     # weights, batch order, masks, mixup), exported as one int8 graph. Three conv1d networks
     # scored 0.612, 0.586 and 0.586 alone and 0.615 averaged (float, same folds); a third
@@ -93,9 +89,6 @@ class TrainConfig:
     # (0.460 -> 0.407), RAVDESS and TESS: a leave-one-corpus-out mean of 0.350 against 0.363
     # with all five.
     score_only_corpora: list[str] = field(default_factory=list)
-    # Speaker-independent evaluation.
-    folds: int = 4
-    models: list[str] = field(default_factory=lambda: ["cnn", "lstm", "svm"])
     workers: int = 2
     # Limit clips per corpus (None: all). For the fixture test and quick looks only.
     max_clips_per_speaker: int | None = None
@@ -105,4 +98,6 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> TrainConfig:
-        return cls(**json.loads(path.read_text()))
+        """A saved config; settings of research paths since removed are ignored."""
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})

@@ -43,7 +43,7 @@ from training.config import TrainConfig
 @dataclass(frozen=True)
 class FitJob:
     name: str  # shown in the log, e.g. "fold 2 cnn member 3"
-    kind: str  # "cnn" or "lstm"
+    kind: str  # a NEURAL_MODELS key: "cnn" or "cnn2d"
     cfg: TrainConfig  # with the member's own seed
     windows: Path  # .npy of every window, unnormalised
     standardiser: Standardiser

@@ -3,17 +3,13 @@
 ``python -m training.loco_robustness RUN_DIR DATA...`` takes each held-out corpus's model
 of a ``training.loco`` run (``RUN_DIR/without-CORPUS/ser_cnn_int8.tflite``: it never heard
 that corpus), passes every clip of that corpus through one channel at a time (a phone
-line, VoIP and MP3 codecs, noise, reverberation, level changes: ``training.robustness``'s
-``CONDITIONS``) and scores it through the engine as the run did: each clip alone, as
+line, VoIP and MP3 codecs, noise, reverberation, level changes: ``training.channels``)
+and scores it through the engine as the run did: each clip alone, as
 ``ser-live analyze --summary`` scores a file, or with ``--calibrated`` each speaker's clips
 as one calibrated session (as ``analyze --voice-per-folder`` hears a speaker's folder).
 The clean condition reproduces the run's own held-out scores; it is the check that this
 script scores as the run did. Writes ``robustness[_calibrated].json`` and ``.md`` into
 the run folder.
-
-The codecs are real encoders (libsndfile's). Opus was never part of training augmentation,
-so it is an unseen channel; MP3 is (one training copy in five), as are noise,
-reverberation and telephone-band filtering, at other settings.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ser_live import SAMPLE_RATE
-from ser_live.analysis import ANALYSIS_BLOCK_S
+from training.channels import CONDITIONS, add_conditions_option, chosen_conditions, rms
 from training.config import TrainConfig
 from training.corpora import Utterance, find_utterances
-from training.robustness import CONDITIONS, add_conditions_option, chosen_conditions, rms
 from training.windows import one_blas_thread
 
 MODEL_NAME = "ser_cnn_int8.tflite"
@@ -44,9 +38,10 @@ _engines: dict = {}
 
 def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray | None]]:
     """A run of clips (one speaker's when calibrated, else one clip) through the channel
-    ``condition`` and one engine, the calibration carrying on within the run; each clip's
-    mean speech-window probabilities (None: no verdict)."""
-    from ser_live.analysis import EngineOptions
+    ``condition`` and one engine, the calibration carrying on within the run, each
+    analysed as ``ser-live analyze`` analyses a file of it (``analyze_samples``); each
+    clip's summary probabilities (None: no verdict)."""
+    from ser_live.analysis import EngineOptions, analyze_samples
     from ser_live.audio_io import load_audio
     from ser_live.errors import SerLiveError
 
@@ -56,10 +51,8 @@ def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray
         _engines[key] = EngineOptions(Path(model), calibrate=calibrate).build()
     engine = _engines[key]
     channel = CONDITIONS[condition][1]
-    block = round(ANALYSIS_BLOCK_S * SAMPLE_RATE)
     out = []
     for k, (index, path, seed) in enumerate(clips):
-        engine.reset(keep_calibration=k > 0)
         try:
             clip = load_audio(path)
         except SerLiveError:
@@ -67,12 +60,8 @@ def _hear(task: tuple[str, bool, str, list[Clip]]) -> list[tuple[int, np.ndarray
             continue
         heard = channel(clip, rms(clip), np.random.default_rng(seed))
         heard = np.clip(heard, -1.0, 1.0).astype(np.float32)
-        updates = []
-        for start in range(0, len(heard), block):
-            updates += engine.feed(heard[start : start + block])
-        updates += engine.finish()
-        raw = [u.raw_probabilities for u in updates if u.raw_probabilities is not None]
-        out.append((index, np.mean(raw, axis=0) if raw else None))
+        result = analyze_samples(heard, path, engine, keep_calibration=k > 0)
+        out.append((index, None if result.error else result.speech_probabilities))
     return out
 
 
@@ -82,7 +71,7 @@ def runs_of(
     """The clips ``indices`` as the run heard them, each run with whether its engine
     calibrates: each clip alone, or (``calibrated``) as ``training.loco``'s calibrated
     protocol hears them (``calibrated_sessions``)."""
-    from training.loco import calibrated_sessions
+    from training.scoring import calibrated_sessions
 
     if calibrated:
         known_sessions, unknown = calibrated_sessions(utterances, indices, 0)
@@ -93,7 +82,7 @@ def runs_of(
 
 
 def evaluate(run_dir: Path, data_dirs: list[Path], conditions: list[str], calibrated: bool) -> dict:
-    from training.loco import scores
+    from training.scoring import scores
 
     cfg = TrainConfig.load(run_dir / "config.json")
     utterances = find_utterances(data_dirs)

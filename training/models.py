@@ -118,40 +118,6 @@ def build_cnn2d(
     return keras.Model(inputs, outputs, name="ser_cnn2d")
 
 
-def build_lstm(n_frames: int, n_features: int, n_classes: int, l2: float, dropout: float, **_):
-    """Recurrent comparison: a bidirectional LSTM over 40 ms steps."""
-    import keras
-    from keras import layers
-
-    reg = keras.regularizers.l2(l2)
-    inputs = keras.Input((n_frames, n_features), name="features")
-    x = layers.AveragePooling1D(4)(inputs)
-    x = layers.Bidirectional(layers.LSTM(64, kernel_regularizer=reg))(x)
-    x = layers.Dropout(dropout)(x)
-    x = layers.Dense(64, activation="relu", kernel_regularizer=reg)(x)
-    outputs = layers.Dense(n_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="ser_lstm")
-
-
-NEURAL_MODELS = {"cnn": build_cnn, "cnn2d": build_cnn2d, "lstm": build_lstm}
-#: The models a run can report, and the kind of each averaged CNN architecture.
-REPORTED_MODELS = ("cnn", "lstm", "svm")
+NEURAL_MODELS = {"cnn": build_cnn, "cnn2d": build_cnn2d}
+#: The kind (``NEURAL_MODELS``) of each averaged CNN architecture of ``TrainConfig``.
 CNN_ARCHITECTURES = {"conv1d": "cnn", "conv2d": "cnn2d"}
-
-
-def utterance_statistics(windows: np.ndarray) -> np.ndarray:
-    """Per-window statistics for the classic baseline: mean, std, min, max of each feature."""
-    return np.concatenate(
-        [windows.mean(axis=1), windows.std(axis=1), windows.min(axis=1), windows.max(axis=1)],
-        axis=1,
-    )
-
-
-def build_svm():
-    """The classic baseline; it votes (``predict``), so it needs no probability calibration,
-    which scikit-learn would fit with an extra internal cross-validation."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    return make_pipeline(StandardScaler(), SVC(C=3.0, gamma="scale"))

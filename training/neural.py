@@ -60,7 +60,7 @@ def train_neural(
     import keras
 
     _setup_tf(cfg.seed)
-    model = NEURAL_MODELS[kind](  # the LSTM ignores the CNNs' filter widths
+    model = NEURAL_MODELS[kind](
         x_train.shape[1],
         x_train.shape[2],
         len(EMOTIONS),
