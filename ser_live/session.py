@@ -49,29 +49,35 @@ def run_source(
     count = 0
     fed = 0
     limit = None if duration_s is None else round(duration_s * SAMPLE_RATE)
-    for block in source.blocks():
-        if limit is not None:
-            block = block[: limit - fed]
-        fed += len(block)
-        if on_block is not None:
-            on_block(block)
-        for update in engine.feed(block):
-            count += 1
-            if on_update is not None:
-                on_update(update)
-        for verdict in engine.take_phrases():
-            if on_phrase is not None:
-                on_phrase(verdict)
-        if limit is not None and fed >= limit:
-            source.stop()
-            break
-    for update in engine.finish():
+    try:
+        for block in source.blocks():
+            if limit is not None:
+                block = block[: limit - fed]
+            fed += len(block)
+            if on_block is not None:
+                on_block(block)
+            count += _deliver(engine.feed(block), on_update)
+            _deliver(engine.take_phrases(), on_phrase)
+            if limit is not None and fed >= limit:
+                source.stop()
+                break
+    except SerLiveError:
+        # The source broke (a device unplugged, a call's line gone, a truncated file): what
+        # was heard before the break still gets its verdicts, then the error is reported.
+        _deliver(engine.finish(), on_update)
+        _deliver(engine.take_phrases(wait=True), on_phrase)
+        raise
+    count += _deliver(engine.finish(), on_update)
+    _deliver(engine.take_phrases(wait=True), on_phrase)
+    return count
+
+
+def _deliver(items, sink) -> int:
+    count = 0
+    for item in items:
         count += 1
-        if on_update is not None:
-            on_update(update)
-    for verdict in engine.take_phrases(wait=True):
-        if on_phrase is not None:
-            on_phrase(verdict)
+        if sink is not None:
+            sink(item)
     return count
 
 

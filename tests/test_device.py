@@ -78,7 +78,11 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
     windows = [r for r in rows if r["kind"] == "window"]
     assert rows[0]["kind"] == "event" and rows[-1]["kind"] == "event"
     assert len(windows) == 15  # 9 s of audio: windows end at 2.0, 2.5, ..., 9.0 s
-    assert len(out.splitlines()) == len(windows)
+    phrases = [r for r in rows if r["kind"] == "phrase"]
+    assert phrases  # the played clip closes at least one phrase, logged and printed
+    printed = out.splitlines()
+    assert sum(" phrase " in line for line in printed) == len(phrases)
+    assert len(printed) == len(windows) + len(phrases)
     speech = [r for r in windows if r["speech"] == "1"]
     silence = [r for r in windows if r["speech"] == "0"]
     assert speech and silence  # the clip is 4 s long, framed by the sink's silence
@@ -98,10 +102,16 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
     assert proc.returncode == 0, proc.stderr
     offline = read_csv(summary)[0]
     offline_speech = [r for r in read_csv(tmp_path / "timeline.csv") if r["speech"] == "1"]
-    live_probs = mean_probabilities(speech)
+    # Like for like: the live windows against analyze's timeline, and the live phrases
+    # (fused with the second opinion) against analyze's summary, which is made of phrases.
+    live_windows, offline_windows = mean_probabilities(speech), mean_probabilities(offline_speech)
+    assert live_windows.argmax() == offline_windows.argmax()
+    assert np.abs(live_windows - offline_windows).sum() < 0.3
+    lengths = [float(r["end_s"]) - float(r["start_s"]) for r in phrases]
+    live_phrases = np.average([[float(r[c]) for c in P_COLS] for r in phrases], 0, lengths)
     offline_probs = np.array([float(offline[c]) for c in P_COLS])
-    assert EMOTIONS[int(live_probs.argmax())] == offline["emotion"]
-    assert np.abs(live_probs - offline_probs).sum() < 0.3
+    assert EMOTIONS[int(live_phrases.argmax())] == offline["emotion"]
+    assert np.abs(live_phrases - offline_probs).sum() < 0.3
     # The sink resamples to 44.1 kHz and PortAudio's stream starts at another phase of the
     # window grid: the number of speech windows may differ by one or two, no more.
     assert abs(len(speech) - len(offline_speech)) <= 2
@@ -176,10 +186,14 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     customer_first = min(float(r["end_s"]) for r in speech["customer"])
     assert agent_last < customer_first + 1.0
     assert all(float(r["start_s"]) > 3.0 for r in speech["customer"])  # silent before
-    # Each agrees with analyze on its own recording.
+    # Each side's phrases (the lost side's last one too) agree with analyze on its recording.
+    phrases = [r for r in rows if r["kind"] == "phrase"]
+    assert {r["speaker"] for r in phrases} == {"agent", "customer"}
     for side, clip in (("agent", SPEECH_CLIP), ("customer", customer_wav)):
         offline = analyze_summary(clip, tmp_path)
-        live = mean_probabilities(speech[side])
+        own = [r for r in phrases if r["speaker"] == side]
+        lengths = [float(r["end_s"]) - float(r["start_s"]) for r in own]
+        live = np.average([[float(r[c]) for c in P_COLS] for r in own], 0, lengths)
         assert EMOTIONS[int(live.argmax())] == offline["emotion"], side
         assert np.abs(live - np.array([float(offline[c]) for c in P_COLS])).sum() < 0.35, side
     # The customer's side was lost and said so; the agent's went on to the end.
@@ -189,4 +203,5 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(18.0)
     assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 18.0
     assert rows[-1]["speaker"] == "agent" and rows[-1]["note"].startswith("stopped")
-    assert len(out.splitlines()) == len(windows["agent"]) + len(windows["customer"])
+    printed = out.splitlines()
+    assert len(printed) == len(windows["agent"]) + len(windows["customer"]) + len(phrases)

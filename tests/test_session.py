@@ -38,7 +38,10 @@ def test_session_logs_every_window_and_markers(classifier, tmp_path):
     rows = read_log(tmp_path / "s.csv")
     windows = [r for r in rows if r["kind"] == "window"]
     assert [float(r["start_s"]) for r in windows] == [10.0, 10.5, 11.0, 11.5, 12.0]
-    assert [r["note"] for r in rows if r["kind"] != "window"] == [
+    phrases = [r for r in rows if r["kind"] == "phrase"]
+    assert len(phrases) == 1  # the clip's speech, closed when the file ends
+    assert float(phrases[0]["start_s"]) >= 10.0 and phrases[0]["speaker"] == "agent"
+    assert [r["note"] for r in rows if r["kind"] in ("event", "marker")] == [
         "opening " + str(SPEECH_CLIP),
         "started: " + str(SPEECH_CLIP),
         "stopped; 0 blocks dropped",

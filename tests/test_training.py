@@ -500,6 +500,21 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     calibrated = (run_dir / "predictions_baseline_calibrated.csv").read_text().splitlines()
     assert len(calibrated) == 1 + sum(expected_clips.values())
 
+    # The runtime defaults chosen on the yardstick: today's default reproduces the run's
+    # rows through the same engine, and each corpus's setting was chosen without it.
+    proc = python_m("training.yardstick", run_dir, CORPUS)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    yardstick = json.loads((run_dir / "yardstick.json").read_text())
+    for corpus in CORPORA:
+        today = yardstick["rows"]["today"][corpus]
+        for hearing, row in (("alone", "loco"), ("mixed", "loco_calibrated")):
+            assert today[hearing]["uar"] == pytest.approx(report[row][corpus]["uar"])
+        assert today["one-emotion"]["uar"] == pytest.approx(
+            report["loco_one_emotion"][corpus]["uar"]
+        )
+        assert corpus in yardstick["nested_choice"]
+    assert "## Per-class recall: new default" in (run_dir / "yardstick.md").read_text()
+
     # The held-out models through recording channels: the clean channel scores as the run
     # did, each clip alone and as calibrated sessions.
     for flag, row, stem in (

@@ -106,16 +106,30 @@ def set_gate(sidecar: Path, gate: float | str | None) -> None:
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
 
 
-def gated_copy(model: Path, gate: float | str | None, out_dir: Path) -> Path:
-    """The held-out model (with its members) with its calibration's reference gate set."""
+def gated_copy(
+    model: Path, gate: float | str | None, out_dir: Path, member: Path | None = None
+) -> Path:
+    """The held-out model with its calibration's reference gate set (and ``member``
+    beside it, averaged with it, as the shipped pair is)."""
     ignore = shutil.ignore_patterns("*.keras")
     shutil.copytree(model.parent, out_dir, dirs_exist_ok=True, ignore=ignore)
-    set_gate(out_dir / model.with_suffix(".json").name, gate)
+    sidecar = out_dir / model.with_suffix(".json").name
+    if member is not None:
+        for source in (member, member.with_suffix(".json")):
+            shutil.copy(source, out_dir / source.name)
+        spec = json.loads(sidecar.read_text())
+        spec["members"] = [member.name]
+        sidecar.write_text(json.dumps(spec, indent=1) + "\n")
+    set_gate(sidecar, gate)
     return out_dir / model.name
 
 
 def hear_corpus(
-    model: Path, clips: list[Utterance], second_opinion: Path, work: Path
+    model: Path,
+    clips: list[Utterance],
+    second_opinion: Path,
+    work: Path,
+    member: Path | None = None,
 ) -> dict[tuple, Heard]:
     """Every clip heard under every gate and way of hearing (``"off"`` and each clip
     alone need no gate)."""
@@ -127,6 +141,7 @@ def hear_corpus(
         t = np.array([np.zeros(4) if x is None else x[1] for x in terms])
         return Heard(a, t)
 
+    model = gated_copy(model, None, work / "as-trained", member)
     alone = collect(heard(model, clips, "alone", second_opinion))
     for gate in GATES:
         out[(gate, "alone")] = alone
@@ -134,7 +149,7 @@ def hear_corpus(
             if gate == "off":
                 out[(gate, protocol)] = alone
                 continue
-            gated = gated_copy(model, gate, work / f"gate-{gate}")
+            gated = gated_copy(model, gate, work / f"gate-{gate}", member)
             out[(gate, protocol)] = collect(heard(gated, clips, protocol, second_opinion))
     return out
 
@@ -183,9 +198,18 @@ def describe(setting: tuple) -> str:
     return f"calibration {learn}; second opinion {weight:.1f}"
 
 
-def evaluate(run_dir: Path, data: list[Path], second_opinion: Path) -> dict:
+def evaluate(
+    run_dir: Path, data: list[Path], second_opinion: Path, member: Path | None = None
+) -> dict:
+    from ser_live.model import load_model
+
     utterances = find_utterances(data)
-    corpora = [c for c in CORPORA if (run_dir / f"without-{c}" / MODEL_NAME).is_file()]
+    heard_by_member = set() if member is None else set(load_model(member).spec.training["corpora"])
+    corpora = [
+        c
+        for c in CORPORA
+        if (run_dir / f"without-{c}" / MODEL_NAME).is_file() and c not in heard_by_member
+    ]
     of = {c: [u for u in utterances if u.corpus == c] for c in corpora}
     heard_by = {}
     for corpus in corpora:
@@ -194,7 +218,8 @@ def evaluate(run_dir: Path, data: list[Path], second_opinion: Path) -> dict:
             run_dir / f"without-{corpus}" / MODEL_NAME,
             of[corpus],
             second_opinion,
-            run_dir / "yardstick" / corpus,
+            run_dir / f"yardstick{'-pair' if member else ''}" / corpus,
+            member,
         )
     table = {(g, w): uars(heard_by, of, g, w) for g in GATES for w in WEIGHTS}
     nested = {c: choose(table, [o for o in corpora if o != c]) for c in corpora}
@@ -276,13 +301,20 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "models" / "dusha_ser.onnx",
         help="the second opinion's ONNX file (default: models/dusha_ser.onnx)",
     )
+    parser.add_argument(
+        "--member",
+        type=Path,
+        help="pair each held-out network with this model, as the shipped pair (corpora it "
+        "heard are not held out, so not scored)",
+    )
     parser.add_argument("--install", action="store_true", help="write the choice into models/")
     args = parser.parse_args(argv)
     if not list(args.run_dir.glob(f"without-*/{MODEL_NAME}")):
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
-    result = evaluate(args.run_dir, args.data, args.second_opinion)
-    (args.run_dir / "yardstick.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.run_dir / "yardstick.md").write_text(markdown(result))
+    result = evaluate(args.run_dir, args.data, args.second_opinion, args.member)
+    stem = "yardstick_pair" if args.member else "yardstick"
+    (args.run_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.run_dir / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
     if args.install:
         install(result["shipped"], args.second_opinion)
