@@ -79,17 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         help="give every model an utterance head trained on its training clips "
         "(ser_live.utterance): each phrase heard against the voice's other phrases",
     )
-    parser.add_argument(
-        "--score-only",
-        help="comma-separated corpora that are scored but never trained on (default: the "
-        "config's score_only_corpora; '' for none)",
-    )
     parser.add_argument("--max-clips-per-speaker", type=int, help="a small subset (tests)")
-    parser.add_argument(
-        "--copies",
-        type=int,
-        help="train on the clean copy and this many augmented ones (default: all extracted)",
-    )
     parser.add_argument(
         "--window-stride",
         type=int,
@@ -132,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         help="score with this phrase-level second opinion fused in, as analyze does by "
         "default (ser_live.second_opinion)",
     )
-    parser.add_argument("--baseline-only", action="store_true", help="score --baseline only")
     parser.add_argument(
         "--install", action="store_true", help="train on every corpus and install the model"
     )
@@ -152,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--member: {exc}")
         if args.speaker_folds and args.speaker_folds.partition(":")[0] in member_corpora:
             parser.error("--speaker-folds: the --member model was trained on those speakers")
-    if args.baseline_only and not args.baseline:
-        parser.error("--baseline-only needs --baseline MODEL")
     hold_out = None
     if args.hold_out is not None:
         hold_out = corpus_list(parser, "--hold-out", args.hold_out)
@@ -172,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
     if args.partial_labels:
         cfg.partial_labels = True
-    if args.score_only is not None:
-        cfg.score_only_corpora = corpus_list(parser, "--score-only", args.score_only)
     for name, value in (
         ("epochs", args.epochs),
         ("n_augment", args.augment),
@@ -213,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 report[f"baseline{row}_mean"] = mean_uar(entries, held_out_only=False)
                 report[f"baseline{row}_mean_held_out"] = mean_uar(entries, held_out_only=True)
 
-    if not args.baseline_only:
-        train_all(
-            args, cfg, utterances, corpora, of, run_dir, report, folds, member_corpora, hold_out
-        )
+    train_all(args, cfg, utterances, corpora, of, run_dir, report, folds, member_corpora, hold_out)
 
     predictions = {}
     for row in ROWS:
@@ -306,8 +288,6 @@ def train_all(
     win_speaker = np.array([u.speaker for u in utterances])[clip]
     # Fewer, less redundant training windows, for a run that must fit a time budget.
     usable = every_nth_window(clip, copy, args.window_stride)
-    if args.copies is not None:
-        usable &= copy <= args.copies
     log(f"windows: {len(x)} ({int((copy == 0).sum())} clean)")
     head_summaries = None
     if args.utterance_head:
@@ -335,10 +315,8 @@ def train_all(
             )
             pending: dict[str, PendingModel] = {}
             # The shipped model (all corpora, a few speakers kept for early stopping) is
-            # queued with the held-out fits, so that it does not wait for all of them. Held
-            # out, a corpus that is only scored leaves the training set whole: that fit is
-            # the shipped model, trained once.
-            trainable = usable & ~np.isin(win_corpus, cfg.score_only_corpora)
+            # queued with the held-out fits, so that it does not wait for all of them.
+            trainable = usable
 
             def masks(held: np.ndarray, val: set[str]) -> tuple[np.ndarray, np.ndarray | None]:
                 """Training windows (neither held out nor validation) and the validation

@@ -1,15 +1,9 @@
-"""How a leave-one-corpus-out run's models hold up through recording channels.
+"""How a leave-one-corpus-out run's held-out models hold up through recording channels.
 
-``python -m training.loco_robustness RUN_DIR DATA...`` takes each held-out corpus's model
-of a ``training.loco`` run (``RUN_DIR/without-CORPUS/ser_cnn_int8.tflite``: it never heard
-that corpus), passes every clip of that corpus through one channel at a time (a phone
-line, VoIP and MP3 codecs, noise, reverberation, level changes: ``training.channels``)
-and scores it through the engine as the run did: each clip alone, as
-``ser-live analyze --summary`` scores a file, or with ``--calibrated`` each speaker's clips
-as one calibrated session (as ``analyze --voice-per-folder`` hears a speaker's folder).
-The clean condition reproduces the run's own held-out scores; it is the check that this
-script scores as the run did. Writes ``robustness[_calibrated].json`` and ``.md`` into
-the run folder.
+``python -m training.loco_robustness RUN_DIR DATA... [--calibrated]`` passes every clip of
+each held-out corpus through one channel at a time (phone line, codecs, noise, a room,
+level: ``training.channels``) and scores it as the run did. The clean condition
+reproduces the run's own scores. Writes ``robustness[_calibrated].{json,md}`` in the run.
 """
 
 from __future__ import annotations

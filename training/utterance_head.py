@@ -1,13 +1,9 @@
 """Training the utterance head (``ser_live.utterance``) and writing it into a model's sidecar.
 
-The head's input is what the engine gives it: each clip is analysed as ``ser-live analyze``
-analyses it, and its speech windows' frame statistics (``Update.frames``) are heard by an
-``UtteranceTracker``, the same code the engine runs. Each training speaker's clips are heard
-in a seeded order as one calibrated session (``--calibrate``) hears them, so the first
-clips of a voice are z-scored mostly by the population's prior and later ones by the
-voice itself, as live. Every window of a phrase is a training row (the head answers
-after every window), weighted so that each corpus, and each emotion within a corpus,
-counts the same.
+Its rows are what the engine gives it: each clip analysed as ``ser-live analyze`` does, its
+windows' frame statistics heard by the engine's own ``UtteranceTracker``, each training
+speaker's clips in a seeded order as one calibrated voice. Every window of a phrase is a
+row, weighted so that each corpus, and each emotion within it, counts the same.
 
     python -m training.utterance_head ../shared/datasets --model models/ser_cnn_int8.tflite
 """

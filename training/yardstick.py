@@ -11,19 +11,13 @@ the two settings that act at run time on any network:
   (``ser_live.second_opinion.fuse``).
 
 Every clip of each held-out corpus is heard through the engine with the second opinion
-loaded, each clip alone and as both calibrated protocols (``training.scoring``), once per
-gate; the weight acts on each phrase's verdict linearly, so each clip's verdict at any
-weight is ``A + w T`` over the four shared emotions, with ``A`` the mean of its speech
-windows and ``T`` its phrases' fusion terms (``fusion_terms``): exact, not an
-approximation (``tests/test_training.py`` checks it against the engine).
+loaded, alone and as both calibrated protocols (``training.scoring``), once per gate. A
+clip's verdict at any weight is exactly ``A + w T`` (``fusion_terms``, tested).
 
 **Chosen without the corpus it is scored on.** The setting reported in a corpus's row is
-the one that does best on the *other* held-out corpora (``choose``): the mean over them
-and over the three ways of hearing, among the settings that, on every other corpus,
-lose nothing on one-emotion sessions (at least each clip alone less 0.01) and lose less
-than 3 points on any way of hearing against today's default. The shipped default is
-chosen the same way on all of them. Writes ``yardstick.json`` and ``yardstick.md`` into
-the run folder; ``--install`` writes the chosen settings into ``models/``.
+the one that does best on the *other* held-out corpora (``choose``) among those that keep
+a lasting emotion and cost no corpus 3 points. The shipped default is chosen the same
+way on all of them; ``--install`` writes it into ``models/``.
 """
 
 from __future__ import annotations
@@ -267,13 +261,14 @@ def markdown(result: dict) -> str:
             )
     lines += ["", "Chosen for each row (on the other corpora):", ""]
     lines += [f"- {c}: {d}" for c, d in result["nested_choice"].items()]
-    for row in ("today", "new"):
-        lines += ["", f"## Per-class recall: {names[row]}", ""]
+    lines += ["", "## Per class: recall, today's default → new", ""]
+    lines += ["| corpus | how heard | " + " | ".join(EMOTIONS) + " |"]
+    lines += ["| --- | --- | " + " | ".join("---" for _ in EMOTIONS) + " |"]
+    for c in corpora:
         for h in HEARINGS:
-            for c in corpora:
-                recall = result["rows"][row][c][h]["recall"]
-                text = ", ".join(f"{k} {v:.2f}" for k, v in recall.items())
-                lines.append(f"- {c}, {PROTOCOL_NAMES[suffix[h]]}: {text}")
+            today, new = (result["rows"][row][c][h]["recall"] for row in ("today", "new"))
+            cells = [f"{today[e]:.2f} → {new[e]:.2f}" if e in today else "" for e in EMOTIONS]
+            lines.append(f"| {c} | {PROTOCOL_NAMES[suffix[h]]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,306 @@
+"""Conversation cues from each side's voice activity: talk, overlaps, interruptions,
+silences, pace and voice. Plain NumPy; definitions in ``docs/cues.md``.
+
+Threads: a ``SideActivity`` is fed by its side's engine on that side's worker thread
+(``feed``) and read from any other (``snapshot``); a lock guards its arrays, and a
+snapshot is a copy. ``conversation_cues`` is a pure function of snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ser_live import SAMPLE_RATE
+from ser_live.vad import FRAME_MS, FRAME_SAMPLES
+
+#: The VAD's grid, on which talk, overlaps and silences are measured.
+FRAME_S = FRAME_MS / 1000.0
+#: The level envelope's grid, on which syllable nuclei are found.
+ENVELOPE_SAMPLES = SAMPLE_RATE // 100
+ENVELOPE_S = ENVELOPE_SAMPLES / SAMPLE_RATE
+#: Zero crossings per sample below which a 10 ms frame counts as voiced (vowels cross
+#: zero rarely; fricatives and bursts, which make level peaks of their own, often).
+VOICED_MAX_CROSSINGS = 0.2
+
+
+@dataclass(frozen=True)
+class CueSettings:
+    #: The one who was speaking stops within this long after the other starts: an
+    #: interruption.
+    interruption_s: float = 1.0
+    #: Both sides quiet for longer than this: a silence.
+    silence_s: float = 3.0
+    #: The rolling window of the live cues.
+    rolling_s: float = 60.0
+    #: A level peak is a syllable nucleus if the level dips at least this much on both
+    #: sides of it before the next peak (de Jong & Wempe, 2009).
+    nucleus_dip_db: float = 2.5
+    #: ... and it lies within this much of the loudest speech of its turn.
+    nucleus_floor_db: float = 20.0
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One side's voice activity: speech on the 30 ms VAD grid (the VAD's hangover taken
+    off again, so a turn ends where its speech ends), and the 10 ms level envelope."""
+
+    offset_s: float  # where the side's stream starts on the session clock
+    speech: np.ndarray  # bool, one per 30 ms frame
+    level_db: np.ndarray  # float32, one per 10 ms
+    voiced: np.ndarray  # bool, one per 10 ms: few zero crossings, as in a vowel
+
+    @property
+    def end_s(self) -> float:
+        return self.offset_s + len(self.speech) * FRAME_S
+
+
+class SideActivity:
+    """A side's voice activity as its engine hears it (see the module's thread rules)."""
+
+    def __init__(self, hangover_frames: int, offset_s: float = 0.0) -> None:
+        self.hangover_frames = hangover_frames
+        self.offset_s = offset_s
+        self._lock = threading.Lock()
+        self._speech: list[np.ndarray] = []
+        self._levels: list[np.ndarray] = []
+        self._voiced: list[np.ndarray] = []
+        self._carry = np.zeros(0, dtype=np.float32)
+
+    def reset(self, offset_s: float) -> None:
+        with self._lock:
+            self.offset_s = offset_s
+            self._speech, self._levels, self._voiced = [], [], []
+            self._carry = np.zeros(0, dtype=np.float32)
+
+    def feed(self, samples: np.ndarray, decisions: np.ndarray) -> None:
+        """The VAD's decisions for a block of 16 kHz samples, and the samples."""
+        samples = np.concatenate([self._carry, np.asarray(samples, np.float32)])
+        whole = len(samples) // ENVELOPE_SAMPLES * ENVELOPE_SAMPLES
+        frames = samples[:whole].reshape(-1, ENVELOPE_SAMPLES).astype(np.float64)
+        level = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        crossings = np.mean(np.diff(np.signbit(frames), axis=1), axis=1)
+        with self._lock:
+            self._carry = samples[whole:]
+            self._speech.append(np.asarray(decisions, dtype=bool))
+            self._levels.append(level.astype(np.float32))
+            self._voiced.append(crossings < VOICED_MAX_CROSSINGS)
+
+    def snapshot(self) -> Activity:
+        with self._lock:
+            speech = np.concatenate([np.zeros(0, bool), *self._speech])
+            levels = np.concatenate([np.zeros(0, np.float32), *self._levels])
+            voiced = np.concatenate([np.zeros(0, bool), *self._voiced])
+            # fewer pieces to join next time
+            self._speech, self._levels, self._voiced = [speech], [levels], [voiced]
+            offset = self.offset_s
+        return Activity(offset, without_hangover(speech, self.hangover_frames), levels, voiced)
+
+
+def without_hangover(speech: np.ndarray, hangover_frames: int) -> np.ndarray:
+    """The VAD keeps every run of speech on for ``hangover_frames`` after its last voiced
+    frame; take those frames off again (a run still going at the end too: they may be
+    hangover, and the next block will tell)."""
+    out = speech.copy()
+    if hangover_frames <= 0:
+        return out
+    for start, end in zip(*runs(speech), strict=True):
+        out[max(start, end - hangover_frames) : end] = False
+    return out
+
+
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and ends (exclusive) of the runs of True in a boolean array."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[0::2], edges[1::2]
+
+
+@dataclass(frozen=True)
+class SideCues:
+    talk_s: float
+    talk_share: float | None  # of all sides' talk; None when nobody spoke
+    overlap_s: float  # this side speaking while another does
+    overlaps: int
+    interruptions: int  # this side started while another spoke, who stopped within 1 s
+    silences: int  # everyone quiet longer than the setting (counted for every side alike)
+    longest_silence_s: float
+    pace_syll_per_s: float | None  # syllable nuclei per second of this side's speech
+    level_dbfs: float | None  # the median level of this side's speech
+    loudness_db: float | None  # a rolling span's speech level against the whole session
+
+    def as_row(self) -> dict[str, str]:
+        def fmt(value, digits=2):
+            return "" if value is None else f"{value:.{digits}f}"
+
+        return {
+            "talk_s": fmt(self.talk_s),
+            "talk_share": fmt(self.talk_share, 3),
+            "overlap_s": fmt(self.overlap_s),
+            "overlaps": str(self.overlaps),
+            "interruptions": str(self.interruptions),
+            "silences": str(self.silences),
+            "longest_silence_s": fmt(self.longest_silence_s),
+            "pace_syll_per_s": fmt(self.pace_syll_per_s),
+            "level_dbfs": fmt(self.level_dbfs, 1),
+            "loudness_db": fmt(self.loudness_db, 1),
+        }
+
+
+CUE_COLUMNS = list(SideCues.__dataclass_fields__)
+
+
+def on_session_grid(activities: dict[str, Activity]) -> tuple[float, dict[str, np.ndarray]]:
+    """Every side's speech on one 30 ms grid from the earliest start to the latest end:
+    (the grid's start on the session clock, side -> bool array)."""
+    start = min(a.offset_s for a in activities.values())
+    end = max(a.end_s for a in activities.values())
+    n = round((end - start) / FRAME_S)
+    grid = {}
+    for side, a in activities.items():
+        first = round((a.offset_s - start) / FRAME_S)
+        mask = np.zeros(n, bool)
+        piece = a.speech[: max(0, n - first)]
+        mask[first : first + len(piece)] = piece
+        grid[side] = mask
+    return start, grid
+
+
+def conversation_cues(
+    activities: dict[str, Activity],
+    settings: CueSettings | None = None,
+    last_s: float | None = None,
+) -> dict[str, SideCues]:
+    """The cues of each side over the whole session, or over its ``last_s`` seconds."""
+    settings = settings or CueSettings()
+    if not activities:
+        return {}
+    grid_start, grid = on_session_grid(activities)
+    n = len(next(iter(grid.values())))
+    first = 0 if last_s is None else max(0, n - round(last_s / FRAME_S))
+    grid = {side: mask[first:] for side, mask in grid.items()}
+    total = sum(int(mask.sum()) for mask in grid.values())
+    anyone = np.logical_or.reduce(list(grid.values()))
+    silences = long_silences(anyone, settings.silence_s)
+    out = {}
+    for side, mask in grid.items():
+        others = np.logical_or.reduce(
+            [m for s, m in grid.items() if s != side] or [np.zeros_like(mask)]
+        )
+        both = mask & others
+        talk = int(mask.sum())
+        span_s = (grid_start + first * FRAME_S, grid_start + n * FRAME_S)
+        out[side] = SideCues(
+            talk_s=talk * FRAME_S,
+            talk_share=talk / total if total else None,
+            overlap_s=float(both.sum()) * FRAME_S,
+            overlaps=len(runs(both)[0]),
+            interruptions=interruptions(mask, others, settings.interruption_s),
+            silences=len(silences),
+            longest_silence_s=max(silences, default=0.0),
+            pace_syll_per_s=pace(activities[side], span_s, settings),
+            level_dbfs=median_level(activities[side], span_s),
+            loudness_db=None if last_s is None else loudness(activities[side], span_s),
+        )
+    return out
+
+
+def interruptions(mine: np.ndarray, others: np.ndarray, within_s: float) -> int:
+    """Turns this side started while another side was already speaking, where that other
+    speech stopped within ``within_s`` of the start while this side spoke on."""
+    count = 0
+    within = round(within_s / FRAME_S)
+    other_ends = runs(others)[1]
+    for start, end in zip(*runs(mine), strict=True):
+        if start == 0 or not (others[start] and others[start - 1]):
+            continue  # nobody to interrupt, or both started together
+        stop = other_ends[np.searchsorted(other_ends, start, side="right")]
+        if stop < len(others) and stop - start <= within and end >= stop:
+            count += 1
+    return count
+
+
+def long_silences(anyone: np.ndarray, silence_s: float) -> list[float]:
+    """Gaps longer than ``silence_s`` in which nobody spoke, between the first speech
+    and the last (the quiet before a call starts and after it ends is not a silence)."""
+    starts, ends = runs(~anyone)
+    return [
+        float(e - s) * FRAME_S
+        for s, e in zip(starts, ends, strict=True)
+        if s > 0 and e < len(anyone) and (e - s) * FRAME_S > silence_s
+    ]
+
+
+def current_silence_s(activities: dict[str, Activity]) -> float:
+    """How long everyone has been quiet, up to the end of what was heard (0 while someone
+    speaks or before anyone spoke)."""
+    _, grid = on_session_grid(activities)
+    anyone = np.logical_or.reduce(list(grid.values()))
+    spoken = np.flatnonzero(anyone)
+    return 0.0 if len(spoken) == 0 else (len(anyone) - 1 - spoken[-1]) * FRAME_S
+
+
+def _speech_levels(
+    activity: Activity, span_s: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The side's 10 ms levels within ``span_s``, whether each is in speech, and voiced."""
+    per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
+    speech = np.repeat(activity.speech, per_frame)[: len(activity.level_db)]
+    levels = activity.level_db[: len(speech)]
+    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
+    last = max(first, round((span_s[1] - activity.offset_s) / ENVELOPE_S))
+    return levels[first:last], speech[first:last], activity.voiced[: len(speech)][first:last]
+
+
+def pace(activity: Activity, span_s: tuple[float, float], settings: CueSettings) -> float | None:
+    """Syllables per second of speech: the level envelope's peaks within each turn that
+    stand out by ``nucleus_dip_db`` from the dips around them and lie within
+    ``nucleus_floor_db`` of the turn's loudest level; None with under a second of speech."""
+    levels, speech, voiced = _speech_levels(activity, span_s)
+    if speech.sum() * ENVELOPE_S < 1.0:
+        return None
+    smooth = np.convolve(levels, np.ones(5) / 5, mode="same")  # 50 ms: the syllable scale
+    # A peak is voiced if a frame within 20 ms of it is: a bright or strained voice
+    # crosses zero often in some frames of a vowel.
+    voiced = np.convolve(voiced, np.ones(5), mode="same") > 0
+    nuclei = 0
+    for start, end in zip(*runs(speech), strict=True):
+        nuclei += count_nuclei(smooth[start:end], voiced[start:end], settings)
+    return float(nuclei / (speech.sum() * ENVELOPE_S))
+
+
+def count_nuclei(level_db: np.ndarray, voiced: np.ndarray, settings: CueSettings) -> int:
+    """Voiced peaks of a turn's level envelope separated by dips of ``nucleus_dip_db``."""
+    if len(level_db) < 3:
+        return 0
+    floor = level_db.max() - settings.nucleus_floor_db
+    count, peak, at, dip, rising = 0, -np.inf, 0, np.inf, True
+    for i, value in enumerate(level_db):
+        if rising:
+            if value > peak:
+                peak, at = value, i
+            elif value < peak - settings.nucleus_dip_db:
+                count += bool(peak >= floor and voiced[at])
+                rising, dip = False, value
+        else:
+            dip = min(dip, value)
+            if value > dip + settings.nucleus_dip_db:
+                rising, peak, at = True, value, i
+    if rising and peak >= floor and voiced[at]:
+        count += dip == np.inf or peak > dip + settings.nucleus_dip_db
+    return count
+
+
+def median_level(activity: Activity, span_s: tuple[float, float]) -> float | None:
+    """The median level of the side's speech within ``span_s``, dBFS."""
+    levels, speech, _ = _speech_levels(activity, span_s)
+    return float(np.median(levels[speech])) if speech.any() else None
+
+
+def loudness(activity: Activity, span_s: tuple[float, float]) -> float | None:
+    """The median speech level within ``span_s`` against the side's whole session, dB."""
+    now = median_level(activity, span_s)
+    usual = median_level(activity, (activity.offset_s, activity.end_s))
+    return None if now is None or usual is None else now - usual

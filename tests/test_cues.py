@@ -1,0 +1,205 @@
+"""Conversation cues and alert rules: on conversations built from real clips with known
+timings, and on crafted probability streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import RAVDESS, ROOT
+
+from ser_live import EMOTIONS, SAMPLE_RATE
+from ser_live.alerts import DEFAULT_RULES, AlertMonitor, load_rules
+from ser_live.audio_io import load_audio
+from ser_live.cues import (
+    Activity,
+    CueSettings,
+    SideActivity,
+    conversation_cues,
+    current_silence_s,
+    runs,
+    without_hangover,
+)
+from ser_live.errors import SerLiveError
+from ser_live.vad import VoiceActivityDetector
+
+TESS = ROOT / "tests" / "fixtures" / "corpus" / "tess"
+#: RAVDESS statements: "Kids are talking by the door", "Dogs are sitting by the door".
+RAVDESS_SYLLABLES = 7
+#: TESS: "Say the word back".
+TESS_SYLLABLES = 4
+
+
+def speech_only(path) -> np.ndarray:
+    """A clip cut to its speech (30 ms frames within 30 dB of its loudest)."""
+    x = load_audio(path)
+    frames = x[: len(x) // 480 * 480].reshape(-1, 480)
+    db = 10 * np.log10((frames**2).mean(axis=1) + 1e-12)
+    loud = np.flatnonzero(db > db.max() - 30)
+    return x[loud[0] * 480 : (loud[-1] + 1) * 480]
+
+
+def heard(samples: np.ndarray) -> Activity:
+    """A side's activity as the engine's VAD (its default settings) hears it."""
+    vad = VoiceActivityDetector(2, 8, -65.0, -36.0)
+    side = SideActivity(hangover_frames=8)
+    for i in range(0, len(samples), 320):
+        block = samples[i : i + 320]
+        side.feed(block, vad.process(block))
+    return side.snapshot()
+
+
+def place(total_s: float, pieces: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    out = np.zeros(round(total_s * SAMPLE_RATE), np.float32)
+    for at_s, clip in pieces:
+        i = round(at_s * SAMPLE_RATE)
+        out[i : i + len(clip)] += clip
+    return out
+
+
+def built_call() -> tuple[np.ndarray, np.ndarray, dict]:
+    """Two sides built from real sentences at known times, and what the cues must say.
+
+    agent:    A1 1.00-3.01            A2 5.00-6.95                      A3 12.50-14.51
+    customer:        B1 3.81-5.49 (A2 interrupts: B1 stops 0.49 s later)  B2 11.50-15.13
+    A 4.55 s silence (6.95-11.50), a 0.8 s gap (not a silence), and B2 goes on 2.6 s after
+    A3 starts (an overlap, not an interruption)."""
+    a = speech_only(RAVDESS / "Actor_01" / "03-01-05-02-01-01-01.flac")
+    b = speech_only(RAVDESS / "Actor_02" / "03-01-04-02-01-01-02.flac")
+    d = speech_only(RAVDESS / "Actor_04" / "03-01-07-02-01-01-04.flac")
+    la, lb, ld = (len(x) / SAMPLE_RATE for x in (a, b, d))
+    agent = place(16.2, [(1.0, a), (5.0, d), (12.5, a)])
+    customer = place(16.2, [(1.0 + la + 0.8, b), (11.5, np.concatenate([d, b]))])
+    b1_end = 1.0 + la + 0.8 + lb
+    expected = {
+        "agent_talk_s": 2 * la + ld,
+        "customer_talk_s": 2 * lb + ld,
+        "overlap_s": (b1_end - 5.0) + la,
+        "silence_s": 11.5 - (5.0 + ld),
+    }
+    return agent, customer, expected
+
+
+def test_runs_and_hangover_removal():
+    mask = np.array([0, 1, 1, 1, 1, 0, 0, 1, 1, 1], bool)
+    starts, ends = runs(mask)
+    assert starts.tolist() == [1, 7] and ends.tolist() == [5, 10]
+    assert without_hangover(mask, 2).tolist() == [0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_cues_of_a_built_call_are_within_a_few_frames_of_its_timings():
+    agent, customer, expected = built_call()
+    cues = conversation_cues({"agent": heard(agent), "customer": heard(customer)})
+    you, other = cues["agent"], cues["customer"]
+    assert you.talk_s == pytest.approx(expected["agent_talk_s"], abs=0.2)
+    assert other.talk_s == pytest.approx(expected["customer_talk_s"], abs=0.2)
+    assert you.talk_share + other.talk_share == pytest.approx(1.0)
+    assert you.overlaps == other.overlaps == 2
+    assert you.overlap_s == pytest.approx(expected["overlap_s"], abs=0.2)
+    assert (you.interruptions, other.interruptions) == (1, 0)
+    assert you.silences == 1
+    assert you.longest_silence_s == pytest.approx(expected["silence_s"], abs=0.2)
+    # The last 5 s: the overlap of A3 and B2 only, and no silence in it.
+    recent = conversation_cues({"agent": heard(agent), "customer": heard(customer)}, last_s=5.0)
+    assert recent["agent"].overlaps == 1 and recent["agent"].silences == 0
+    assert recent["agent"].talk_s == pytest.approx(expected["agent_talk_s"] / 3, abs=0.2)
+
+
+def test_an_interruption_needs_the_other_to_stop_within_the_setting():
+    agent, customer, _ = built_call()
+    activities = {"agent": heard(agent), "customer": heard(customer)}
+    # B1 stopped 0.49 s after A2 started: within 1 s, not within 0.3 s.
+    strict = conversation_cues(activities, CueSettings(interruption_s=0.3))
+    assert strict["agent"].interruptions == 0
+    # B2 outlasted A3: never an interruption, however long the setting.
+    loose = conversation_cues(activities, CueSettings(interruption_s=5.0))
+    assert loose["agent"].interruptions == 1
+
+
+def test_current_silence_counts_from_the_last_speech():
+    agent, customer, _ = built_call()
+    activities = {"agent": heard(agent), "customer": heard(customer)}
+    assert current_silence_s(activities) == pytest.approx(16.2 - 15.13, abs=0.2)
+    assert current_silence_s({"agent": heard(np.zeros(SAMPLE_RATE, np.float32))}) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("clips", "syllables"),
+    [(sorted(RAVDESS.glob("*/*.flac")), RAVDESS_SYLLABLES), (sorted(TESS.glob("*/*")), 4)],
+)
+def test_pace_counts_the_syllables_of_known_sentences(clips, syllables):
+    counted = []
+    for clip in clips:
+        activity = heard(place(4.0, [(0.5, speech_only(clip))]))
+        cues = conversation_cues({"you": activity})["you"]
+        counted.append(round(cues.pace_syll_per_s * cues.talk_s))
+    # The method is an estimate (docs/cues.md): each clip within 3 syllables, the mean
+    # within one.
+    assert all(abs(c - syllables) <= 3 for c in counted), counted
+    assert abs(np.mean(counted) - syllables) <= 1.0, counted
+
+
+def probabilities(**values: float) -> np.ndarray:
+    p = np.zeros(len(EMOTIONS), np.float32)
+    for emotion, value in values.items():
+        p[EMOTIONS.index(emotion)] = value
+    p[0] += 1 - p.sum()
+    return p
+
+
+def test_an_emotion_rule_fires_once_per_episode():
+    monitor = AlertMonitor(DEFAULT_RULES)
+    stream = (
+        [probabilities(angry=0.8)] * 12  # 6 s angry: fires once, at 5 s held
+        + [None] * 4  # a pause neither holds nor clears
+        + [probabilities(angry=0.7)] * 6  # still the same episode
+        + [probabilities(angry=0.2)]  # clears
+        + [probabilities(angry=0.9)] * 12  # a new episode: fires again
+    )
+    fired = []
+    for i, p in enumerate(stream):
+        fired += monitor.on_update("other", 2.0 + 0.5 * i, p)
+        fired += monitor.on_update("you", 2.0 + 0.5 * i, p)  # the rule is the other side's
+    assert [(a.rule.name, a.side, a.at_s) for a in fired] == [
+        ("other side angry", "other", 7.0),
+        ("other side angry", "other", 2.0 + 0.5 * 23 + 5.0),
+    ]
+
+
+def test_cue_rules_fire_once_and_again_after_clearing():
+    monitor = AlertMonitor(DEFAULT_RULES)
+    quiet = [
+        monitor.on_cues(t, {}, silence_s=s, session_s=t)
+        for t, s in enumerate([0, 4, 11, 12, 0, 15])
+    ]
+    assert [len(a) for a in quiet] == [0, 0, 1, 0, 0, 1]
+    assert quiet[2][0].note == "alert: long silence"
+
+
+def test_rules_file_is_read_and_a_bad_one_names_its_line(tmp_path):
+    good = tmp_path / "rules.toml"
+    good.write_text(
+        '[[rule]]\nname = "caller angry"\nside = "other"\nemotion = "angry"\n'
+        'min_probability = 0.6\nfor_s = 5\n\n[[rule]]\nname = "hog"\nside = "you"\n'
+        "talk_share_above = 0.7\nover_s = 120\n"
+    )
+    rules = load_rules(good, ["you", "other"])
+    assert [r.kind for r in rules] == ["emotion", "talk_share"]
+    cases = {
+        '[[rule]]\nname = "x"\nemotion = "furious"\nmin_probability = 0.6\nfor_s = 5\n': (
+            "line 3: unknown emotion 'furious'"
+        ),
+        '[[rule]]\nname = "x"\nsilence_longer_than_s = 10\ncolour = "red"\n': (
+            "line 4: unknown setting 'colour'"
+        ),
+        '[[rule]]\nname = "x"\nsilence_longer_than_s = "ten"\n': "line 3: 'silence_longer_than_s'",
+        '[[rule]]\nname = "x"\nside = "boss"\ntalk_share_above = 0.5\nover_s = 60\n': (
+            "line 3: unknown side 'boss'"
+        ),
+        '[[rule]]\nname = "x"\nmin_probability = 0.6\nfor_s = 5\n': "needs 'emotion'",
+        '[[rule]\nname = "x"\n': "line 1",
+    }
+    for text, message in cases.items():
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(SerLiveError, match=message):
+            load_rules(bad, ["you", "other"])
