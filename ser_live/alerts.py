@@ -74,7 +74,7 @@ class Rule:
 
 #: What ships when no file is given: sustained anger on the other side, a long silence.
 DEFAULT_RULES = (
-    Rule("other side angry", "emotion", "other", "angry", 0.6, 5.0),
+    Rule("sustained anger", "emotion", "other", "angry", 0.6, 5.0),
     Rule("long silence", "silence", threshold=10.0),
 )
 

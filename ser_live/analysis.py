@@ -23,6 +23,7 @@ from ser_live.audio_io import AUDIO_SUFFIXES
 from ser_live.engine import Engine, Update
 from ser_live.errors import AudioFileError, SerLiveError
 from ser_live.second_opinion import PhraseVerdict
+from ser_live.cues import Activity
 from ser_live.session import run_source
 from ser_live.sources import ArraySource, AudioSource, FileSource
 
@@ -38,6 +39,7 @@ class FileResult:
     updates: list[Update] = field(default_factory=list)
     phrases: list[PhraseVerdict] = field(default_factory=list)
     error: str | None = None
+    activity: Activity | None = None  # who spoke when (the conversation cues)
 
     @property
     def speech_probabilities(self) -> np.ndarray | None:
@@ -106,6 +108,7 @@ def analyze_source(
     one becomes the result's error)."""
     result = FileResult(name, channel)
     engine.reset(keep_calibration=keep_calibration)
+    engine.activity.reset()
 
     def collect(update: Update) -> None:
         result.updates.append(update)
@@ -116,6 +119,7 @@ def analyze_source(
         run_source(open_source(), engine, collect, on_phrase=result.phrases.append)
         result.duration_s = engine.stream_s
         result.speech_s = engine.speech_s
+        result.activity = engine.activity.snapshot()
         if not result.updates:
             raise AudioFileError(f"{name}: no audio in the file")
     except SerLiveError as exc:

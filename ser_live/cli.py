@@ -102,7 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--other-speaker", default="other", help="the other side's name in the log (other)"
     )
-    listen.add_argument("--csv", type=Path, help="write the session log here as it happens")
+    listen.add_argument(
+        "--csv",
+        type=Path,
+        help="write the session log here as it happens, and the call's cues beside it "
+        "(NAME-cues.csv)",
+    )
+    _add_alerts_option(listen)
     listen.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
     listen.add_argument(
         "--calibrate",
@@ -128,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="mix",
         help="mix: down-mix (default); split: each channel on its own",
     )
+    analyze.add_argument(
+        "--cues",
+        type=Path,
+        metavar="FILE",
+        help="CSV: the conversation cues, one row per file and side (the channels with "
+        "--channels split): talk, overlaps, interruptions, silences, pace",
+    )
+    _add_alerts_option(analyze)
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     analyze.add_argument(
         "--jobs",
@@ -163,6 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, metavar="FILE", help="the HTML report (default: beside the log)"
     )
     return parser
+
+
+def _add_alerts_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--alerts",
+        type=Path,
+        metavar="FILE",
+        help="alert rules (TOML; docs/cues.md); default: the other side angry at 0.6 "
+        "for 5 s, a silence over 10 s",
+    )
+
+
+def alert_rules(args, sides: list[str]):
+    """The rules of ``--alerts`` (a bad file stops the command here), or the defaults:
+    their "other side" is the last side (the one side, when there is one)."""
+    from dataclasses import replace
+
+    from ser_live.alerts import DEFAULT_RULES, load_rules
+
+    if args.alerts is not None:
+        return load_rules(args.alerts, sides)
+    return [r if r.side is None else replace(r, side=sides[-1]) for r in DEFAULT_RULES]
 
 
 def second_opinion_path(args) -> Path | None:
@@ -223,6 +259,7 @@ def cmd_devices(args) -> int:
 
 
 def cmd_listen(args) -> int:
+    from ser_live.conversation import CallMonitor, cues_path
     from ser_live.session import LiveSession
     from ser_live.session_log import SessionLog
     from ser_live.sources import open_source
@@ -233,8 +270,9 @@ def cmd_listen(args) -> int:
     if args.other_device is not None:
         wanted.append((args.other_speaker, args.other_device))
     options = _engine_options(args, background_phrases=True)
+    rules = alert_rules(args, [speaker for speaker, _ in wanted])  # before anything opens
     sides: dict[str, LiveSession] = {}
-    log = None
+    log = monitor = None
     sources = [(speaker, open_source(device)) for speaker, device in wanted]
     try:
         engines = [options.build() for _ in sources]
@@ -243,9 +281,17 @@ def cmd_listen(args) -> int:
         for (speaker, source), engine in zip(sources, engines, strict=True):
             side_log = log.side(speaker, source.name) if log else None
             sides[speaker] = LiveSession(engine, source, side_log, duration_s=args.duration)
+        monitor = CallMonitor(
+            {speaker: s.engine.activity for speaker, s in sides.items()},
+            rules,
+            log,
+            cues_path(args.csv) if args.csv else None,
+        )
     except BaseException:
         for _, source in sources:
             source.stop()
+        if log:
+            log.close()
         raise
     two = len(sides) > 1
     names = " and ".join(
@@ -271,6 +317,14 @@ def cmd_listen(args) -> int:
             flush=True,
         )
 
+    def show_alerts(alerts) -> None:
+        for alert in alerts:
+            who = f"{alert.side:<8} " if two and alert.side else ("" if not two else " " * 9)
+            print(
+                f"{alert.at_s:8.1f}s  {who}ALERT    {alert.rule.name} ({alert.rule.describe()})",
+                flush=True,
+            )
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     failed = []
@@ -285,6 +339,7 @@ def cmd_listen(args) -> int:
                 alive = session.running
                 for update in session.pop_updates()[0]:
                     show(speaker, update)
+                    show_alerts(monitor.on_update(speaker, update))
                 for verdict in session.pop_phrases():
                     show_phrase(speaker, verdict)
                 if not alive:
@@ -296,6 +351,7 @@ def cmd_listen(args) -> int:
                             file=sys.stderr,
                             flush=True,
                         )
+            show_alerts(monitor.poll())
     except KeyboardInterrupt:
         pass
     finally:
@@ -303,8 +359,11 @@ def cmd_listen(args) -> int:
             session.stop()
             for update in session.pop_updates()[0]:
                 show(speaker, update)
+                show_alerts(monitor.on_update(speaker, update))
             for verdict in session.pop_phrases():
                 show_phrase(speaker, verdict)
+        show_alerts(monitor.poll(final=True))
+        monitor.close()
         if log:
             log.close()
     return 1 if failed else 0
@@ -345,6 +404,12 @@ def cmd_analyze(args) -> int:
                 "error",
             ],
         )
+    cue_rows = cues_writer = None
+    if args.cues:
+        from ser_live.cues import CUE_COLUMNS
+
+        cues_writer = TableWriter(args.cues, ["file", "side", *CUE_COLUMNS, "error"])
+        cue_rows = FileCues(cues_writer)
     files = list(find_audio_files(args.paths))
     if not files:
         raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
@@ -359,6 +424,8 @@ def cmd_analyze(args) -> int:
         for path in files
         for channel in (range(channel_count(path)) if split else [None])
     ]
+    if cue_rows:
+        cue_rows.expect(tasks)
     tasks = by_voice(tasks)  # one speaker's files in a row, for one engine to hear in turn
     failed = analysed = 0
     progress = tqdm(
@@ -406,13 +473,15 @@ def cmd_analyze(args) -> int:
                     result.error or "",
                 ]
             )
-        if not result.error and not (timeline or summary):
+        if cue_rows:
+            cue_rows.add(result)
+        if not result.error and not (timeline or summary or cue_rows):
             name = f"{path}" + (f" [channel {channel + 1}]" if split else "")
             verdict = "no speech" if best is None else f"{labels[best]} {mean[best]:.2f}"
             progress.write(
                 f"{name}: {verdict} ({result.speech_s:.1f} s speech of {result.duration_s:.1f} s)"
             )
-    for writer in (timeline, summary):
+    for writer in (timeline, summary, cues_writer):
         if writer:
             writer.close()
     if analysed == 0:
@@ -421,6 +490,40 @@ def cmd_analyze(args) -> int:
         print(f"{PROG}: {failed} of {failed + analysed} analyses failed", file=sys.stderr)
         return 3
     return 0
+
+
+class FileCues:
+    """``analyze --cues``: a file's rows once all its channels are analysed, the
+    channels as the sides of one conversation."""
+
+    def __init__(self, writer) -> None:
+        self.writer = writer
+        self._expected: dict[str, int] = {}
+        self._results: dict[str, list] = {}
+
+    def expect(self, tasks) -> None:
+        for task in tasks:
+            self._expected[str(task.path)] = self._expected.get(str(task.path), 0) + 1
+
+    def add(self, result) -> None:
+        from ser_live.cues import CUE_COLUMNS, conversation_cues
+
+        results = self._results.setdefault(result.path, [])
+        results.append(result)
+        if len(results) < self._expected.get(result.path, 1):
+            return
+        del self._results[result.path]
+        results.sort(key=lambda r: r.channel or 0)
+        side = {id(r): "mix" if r.channel is None else str(r.channel + 1) for r in results}
+        errors = [r for r in results if r.error or r.activity is None]
+        if errors:
+            for r in results:
+                error = r.error or "no audio"
+                self.writer.write([r.path, side[id(r)], *[""] * len(CUE_COLUMNS), error])
+            return
+        cues = conversation_cues({side[id(r)]: r.activity for r in results})
+        for name, c in cues.items():
+            self.writer.write([results[0].path, name, *c.as_row().values(), ""])
 
 
 def cmd_report(args) -> int:

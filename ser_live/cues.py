@@ -9,7 +9,7 @@ snapshot is a copy. ``conversation_cues`` is a pure function of snapshots.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,10 +51,34 @@ class Activity:
     speech: np.ndarray  # bool, one per 30 ms frame
     level_db: np.ndarray  # float32, one per 10 ms
     voiced: np.ndarray  # bool, one per 10 ms: few zero crossings, as in a vowel
+    #: Syllable nuclei counted per turn, (first, end) 10 ms frame -> count; shared by the
+    #: snapshots of one side (see ``pace``).
+    nuclei: dict = field(default_factory=dict, compare=False)
 
     @property
     def end_s(self) -> float:
         return self.offset_s + len(self.speech) * FRAME_S
+
+
+class Growing:
+    """An array that grows at its end, by doubling its storage (an hour of a side's
+    activity is a few megabytes, in three arrays)."""
+
+    def __init__(self, dtype) -> None:
+        self._data = np.zeros(1024, dtype=dtype)
+        self.size = 0
+
+    def extend(self, values: np.ndarray) -> None:
+        need = self.size + len(values)
+        if need > len(self._data):
+            grown = np.zeros(max(need, 2 * len(self._data)), dtype=self._data.dtype)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : need] = values
+        self.size = need
+
+    def copy(self) -> np.ndarray:
+        return self._data[: self.size].copy()
 
 
 class SideActivity:
@@ -62,18 +86,18 @@ class SideActivity:
 
     def __init__(self, hangover_frames: int, offset_s: float = 0.0) -> None:
         self.hangover_frames = hangover_frames
-        self.offset_s = offset_s
         self._lock = threading.Lock()
-        self._speech: list[np.ndarray] = []
-        self._levels: list[np.ndarray] = []
-        self._voiced: list[np.ndarray] = []
-        self._carry = np.zeros(0, dtype=np.float32)
+        self.reset(offset_s)
 
-    def reset(self, offset_s: float) -> None:
+    def reset(self, offset_s: float = 0.0) -> None:
+        """Start afresh, at ``offset_s`` on the session clock."""
         with self._lock:
             self.offset_s = offset_s
-            self._speech, self._levels, self._voiced = [], [], []
+            self._speech = Growing(bool)
+            self._levels = Growing(np.float32)
+            self._voiced = Growing(bool)
             self._carry = np.zeros(0, dtype=np.float32)
+            self._nuclei: dict = {}
 
     def feed(self, samples: np.ndarray, decisions: np.ndarray) -> None:
         """The VAD's decisions for a block of 16 kHz samples, and the samples."""
@@ -84,19 +108,32 @@ class SideActivity:
         crossings = np.mean(np.diff(np.signbit(frames), axis=1), axis=1)
         with self._lock:
             self._carry = samples[whole:]
-            self._speech.append(np.asarray(decisions, dtype=bool))
-            self._levels.append(level.astype(np.float32))
-            self._voiced.append(crossings < VOICED_MAX_CROSSINGS)
+            self._speech.extend(np.asarray(decisions, dtype=bool))
+            self._levels.extend(level)
+            self._voiced.extend(crossings < VOICED_MAX_CROSSINGS)
+
+    @property
+    def end_s(self) -> float:
+        """Where what was heard ends on the session clock."""
+        return self.offset_s + self._speech.size * FRAME_S
+
+    def continue_at(self, at_s: float) -> None:
+        """Carry on at ``at_s`` on the session clock (a side resumed or brought back
+        later): the time in between is silence."""
+        gap = round((at_s - self.end_s) / FRAME_S)
+        if gap > 0:
+            with self._lock:
+                self._speech.extend(np.zeros(gap, bool))
+                per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
+                self._levels.extend(np.full(gap * per_frame, -120.0, np.float32))
+                self._voiced.extend(np.zeros(gap * per_frame, bool))
 
     def snapshot(self) -> Activity:
         with self._lock:
-            speech = np.concatenate([np.zeros(0, bool), *self._speech])
-            levels = np.concatenate([np.zeros(0, np.float32), *self._levels])
-            voiced = np.concatenate([np.zeros(0, bool), *self._voiced])
-            # fewer pieces to join next time
-            self._speech, self._levels, self._voiced = [speech], [levels], [voiced]
-            offset = self.offset_s
-        return Activity(offset, without_hangover(speech, self.hangover_frames), levels, voiced)
+            speech, levels, voiced = self._speech.copy(), self._levels.copy(), self._voiced.copy()
+            offset, nuclei = self.offset_s, self._nuclei
+        speech = without_hangover(speech, self.hangover_frames)
+        return Activity(offset, speech, levels, voiced, nuclei)
 
 
 def without_hangover(speech: np.ndarray, hangover_frames: int) -> np.ndarray:
@@ -236,6 +273,8 @@ def long_silences(anyone: np.ndarray, silence_s: float) -> list[float]:
 def current_silence_s(activities: dict[str, Activity]) -> float:
     """How long everyone has been quiet, up to the end of what was heard (0 while someone
     speaks or before anyone spoke)."""
+    if not activities:
+        return 0.0
     _, grid = on_session_grid(activities)
     anyone = np.logical_or.reduce(list(grid.values()))
     spoken = np.flatnonzero(anyone)
@@ -257,17 +296,26 @@ def _speech_levels(
 def pace(activity: Activity, span_s: tuple[float, float], settings: CueSettings) -> float | None:
     """Syllables per second of speech: the level envelope's peaks within each turn that
     stand out by ``nucleus_dip_db`` from the dips around them and lie within
-    ``nucleus_floor_db`` of the turn's loudest level; None with under a second of speech."""
-    levels, speech, voiced = _speech_levels(activity, span_s)
+    ``nucleus_floor_db`` of the turn's loudest level; None with under a second of speech.
+    A whole turn's count is kept (``Activity.nuclei``): a live call's cues, worked out
+    every second over the whole session, count each turn once."""
+    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
+    speech = _speech_levels(activity, span_s)[1]
     if speech.sum() * ENVELOPE_S < 1.0:
         return None
-    smooth = np.convolve(levels, np.ones(5) / 5, mode="same")  # 50 ms: the syllable scale
-    # A peak is voiced if a frame within 20 ms of it is: a bright or strained voice
-    # crosses zero often in some frames of a vowel.
-    voiced = np.convolve(voiced, np.ones(5), mode="same") > 0
     nuclei = 0
     for start, end in zip(*runs(speech), strict=True):
-        nuclei += count_nuclei(smooth[start:end], voiced[start:end], settings)
+        key = (first + start, first + end)
+        if key not in activity.nuclei:
+            # A turn cut by the span's edge may be counted again with other edges.
+            lo, hi = max(0, key[0] - 2), key[1] + 2  # the 50 ms smoothing's context
+            smooth = np.convolve(activity.level_db[lo:hi], np.ones(5) / 5, mode="same")
+            # A peak is voiced if a frame within 20 ms of it is: a bright or strained
+            # voice crosses zero often in some frames of a vowel.
+            near = np.convolve(activity.voiced[lo:hi], np.ones(5), mode="same") > 0
+            turn = slice(key[0] - lo, key[1] - lo)
+            activity.nuclei[key] = count_nuclei(smooth[turn], near[turn], settings)
+        nuclei += activity.nuclei[key]
     return float(nuclei / (speech.sum() * ENVELOPE_S))
 
 

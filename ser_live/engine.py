@@ -14,6 +14,7 @@ import numpy as np
 
 from ser_live import SAMPLE_RATE
 from ser_live.calibration import ReferenceGate, SpeakerCalibration, network_calibration
+from ser_live.cues import SideActivity
 from ser_live.errors import ModelError
 from ser_live.features import DEFAULT_SETTINGS
 from ser_live.features import warm_up as warm_up_features
@@ -103,6 +104,9 @@ class Engine:
             vad_cfg["min_level_db"],
             vad_cfg.get("level_target_db"),  # absent from models of before 2026-12
         )
+        # Who spoke when, for the conversation cues (ser_live.cues); a session may hand the
+        # engine another one (a side resumed on a new engine carries on in the same one).
+        self.activity = SideActivity(vad_cfg["hangover_frames"])
         # Windows carry their frames' statistics where the utterance head may need them.
         self.frontend = FrontEnd(
             spec.window_s, spec.hop_s, DEFAULT_SETTINGS, self.vad, frame_stats=calibrate
@@ -221,6 +225,7 @@ class Engine:
         (a window with a little speech may wait until its phrase ends: ``_judge``)."""
         self._verdicts.feed_audio(samples)
         windows = self.frontend.feed(samples)
+        self.activity.feed(samples, self.frontend.decisions)
         if windows:
             self._next_window_s = windows[-1].start_s + self.frontend.hop_s
         if self.shifter is None:

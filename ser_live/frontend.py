@@ -110,6 +110,7 @@ class FrontEnd:
         """Add 16 kHz mono samples; return the windows they complete, oldest first."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         decisions = self.vad.process(samples)
+        self.decisions = decisions  # this block's, for the conversation cues
         self.speech_frames += int(decisions.sum())
         self._vad = np.concatenate([self._vad, decisions])
         self._audio = np.concatenate([self._audio, samples])

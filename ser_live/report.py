@@ -24,14 +24,16 @@ from ser_live.review import (
     summarise_all,
 )
 
+#: One colour per emotion everywhere (app, review, report): the Okabe-Ito palette, which
+#: stays apart for the common colour-vision deficiencies; neutral is grey.
 EMOTION_COLOURS = {
-    "neutral": "#9e9e9e",
-    "happy": "#f5b700",
-    "sad": "#2f7ed8",
-    "angry": "#e0301e",
-    "fearful": "#8e44ad",
-    "disgust": "#2e9e4f",
-    "surprised": "#ff7f0e",
+    "neutral": "#999999",
+    "happy": "#E69F00",  # orange
+    "sad": "#0072B2",  # blue
+    "angry": "#D55E00",  # vermillion
+    "fearful": "#CC79A7",  # reddish purple
+    "disgust": "#009E73",  # bluish green
+    "surprised": "#56B4E9",  # sky blue
 }
 
 STYLE = """

@@ -3,6 +3,8 @@ timings, and on crafted probability streams."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import RAVDESS, ROOT
@@ -160,8 +162,8 @@ def test_an_emotion_rule_fires_once_per_episode():
         fired += monitor.on_update("other", 2.0 + 0.5 * i, p)
         fired += monitor.on_update("you", 2.0 + 0.5 * i, p)  # the rule is the other side's
     assert [(a.rule.name, a.side, a.at_s) for a in fired] == [
-        ("other side angry", "other", 7.0),
-        ("other side angry", "other", 2.0 + 0.5 * 23 + 5.0),
+        ("sustained anger", "other", 7.0),
+        ("sustained anger", "other", 2.0 + 0.5 * 23 + 5.0),
     ]
 
 
@@ -203,3 +205,41 @@ def test_rules_file_is_read_and_a_bad_one_names_its_line(tmp_path):
         bad.write_text(text)
         with pytest.raises(SerLiveError, match=message):
             load_rules(bad, ["you", "other"])
+
+
+def read_rows(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_analyze_cues_of_a_stereo_call_one_row_per_side(tmp_path):
+    """``analyze --channels split --cues``: the channels are the sides of one call."""
+    import soundfile as sf
+    from conftest import SPEECH_CLIP, assert_one_line_error, run_cli
+
+    agent, customer, expected = built_call()
+    call = tmp_path / "call.wav"
+    sf.write(call, np.column_stack([agent, customer]), SAMPLE_RATE, subtype="PCM_16")
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    out = tmp_path / "cues.csv"
+    proc = run_cli("analyze", str(call), str(broken), "--channels", "split", "--cues", str(out))
+    assert proc.returncode == 3, proc.stderr  # one file failed, the other was analysed
+    assert_one_line_error(proc)
+    rows = {(Path(r["file"]).name, r["side"]): r for r in read_rows(out)}
+    one, two = rows[("call.wav", "1")], rows[("call.wav", "2")]
+    assert float(one["talk_s"]) == pytest.approx(expected["agent_talk_s"], abs=0.3)
+    assert float(two["talk_s"]) == pytest.approx(expected["customer_talk_s"], abs=0.3)
+    assert float(one["talk_share"]) + float(two["talk_share"]) == pytest.approx(1.0, abs=0.002)
+    assert float(one["overlap_s"]) == pytest.approx(expected["overlap_s"], abs=0.3)
+    assert (one["interruptions"], two["interruptions"]) == ("1", "0")
+    assert float(one["longest_silence_s"]) == pytest.approx(expected["silence_s"], abs=0.3)
+    assert 2.0 < float(one["pace_syll_per_s"]) < 6.0
+    assert rows[("broken.wav", "1")]["error"] and not one["error"]
+    # One file alone (the down-mix): one side with all the talk.
+    mono = tmp_path / "mono.csv"
+    assert run_cli("analyze", str(SPEECH_CLIP), "--cues", str(mono)).returncode == 0
+    (row,) = read_rows(mono)
+    assert row["side"] == "mix" and row["talk_share"] == "1.000" and row["interruptions"] == "0"

@@ -80,7 +80,9 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
     assert len(windows) == 15  # 9 s of audio: windows end at 2.0, 2.5, ..., 9.0 s
     phrases = [r for r in rows if r["kind"] == "phrase"]
     assert phrases  # the played clip closes at least one phrase, logged and printed
-    printed = out.splitlines()
+    alerts = [r for r in rows if r["note"].startswith("alert: ")]  # the default rules
+    assert sum(" ALERT " in line for line in out.splitlines()) == len(alerts)
+    printed = [line for line in out.splitlines() if " ALERT " not in line]
     assert sum(" phrase " in line for line in printed) == len(phrases)
     assert len(printed) == len(windows) + len(phrases)
     speech = [r for r in windows if r["speech"] == "1"]
@@ -203,5 +205,5 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(18.0)
     assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 18.0
     assert rows[-1]["speaker"] == "agent" and rows[-1]["note"].startswith("stopped")
-    printed = out.splitlines()
+    printed = [line for line in out.splitlines() if " ALERT " not in line]
     assert len(printed) == len(windows["agent"]) + len(windows["customer"]) + len(phrases)

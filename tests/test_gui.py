@@ -309,3 +309,37 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
         min(float(r["end_s"]) for r in speech["customer"])
         > min(float(r["end_s"]) for r in speech["you"]) + 2.0
     )
+
+
+def test_cues_panel_alert_banner_and_dominant_band(window, qtbot, tmp_path):
+    """A rules file chosen in the settings; a replay whose speaker is angry fires it once:
+    the banner stays until dismissed, the log has its marker row, the cues CSV its rows,
+    the side's panel its cues, and the timeline's band the dominant emotion's colour."""
+    from ser_live.report import EMOTION_COLOURS
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "angry speaker"\nemotion = "angry"\nmin_probability = 0.3\n'
+        "for_s = 1\n"
+    )
+    assert window._use_rules(str(rules))
+    assert "angry speaker" in window.rules_label.text()
+    assert window.open_recording(SPEECH_CLIP, realtime=True)
+    qtbot.waitUntil(lambda: window.state == "finished", timeout=30_000)
+    assert window.banner.isVisible() and "angry speaker" in window.banner.text.text()
+    assert len(window.banner.alerts) == 1  # one episode, one alert
+    rows = read_log(window.log.path)
+    alerts = [r for r in rows if r["kind"] == "marker" and r["note"] == "alert: angry speaker"]
+    assert len(alerts) == 1 and alerts[0]["speaker"] == SPEECH_CLIP.name
+    cue_rows = read_log(window.log.path.with_name(window.log.path.stem + "-cues.csv"))
+    assert {r["side"] for r in cue_rows} == {SPEECH_CLIP.name}
+    assert float(cue_rows[-1]["talk_s"]) > 1.5
+    assert window.panel.cues.text().startswith("last minute: talk 100%")
+    image = window.timeline.band.image
+    assert image is not None and image[0, :, 3].max() > 60  # opaque where it was sure
+    angry = [int(EMOTION_COLOURS["angry"][i : i + 2], 16) for i in (1, 3, 5)]
+    assert any(list(px[:3]) == angry for px in image[0] if px[3] > 0)
+    window.banner.dismiss.click()
+    assert not window.banner.isVisible()
+    window.lines_box.setChecked(False)
+    assert not any(curve.isVisible() for curve in window.timeline.curves)

@@ -6,8 +6,10 @@ model is loaded and warmed up on a plain background thread; each side of a call 
 ``LiveSession`` that runs its source and its own engine on its own worker thread. None of
 them touches Qt: the UI polls them on a 33 ms timer (``_tick``) and paints from the latest
 results, and it changes an engine's settings only through ``LiveSession.configure``,
-which that side's worker applies between blocks. Markers are written to the shared
-``SessionLog`` from the UI thread; its lock orders them among the workers' rows.
+which that side's worker applies between blocks. Markers and alerts are written to the
+shared ``SessionLog`` from the UI thread; its lock orders them among the workers' rows.
+Each side's ``SideActivity`` is fed by its worker and read by the UI thread's
+``CallMonitor`` (the cues and alerts), under its own lock.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ import datetime as dt
 import shutil
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ser_live import EMOTIONS, __version__
+from ser_live.alerts import DEFAULT_RULES, Alert, load_rules
+from ser_live.conversation import CallMonitor, cues_path
+from ser_live.cues import SideActivity
 from ser_live.engine import Engine
 from ser_live.errors import SerLiveError
-from ser_live.gui.views import EmotionPanel, SpectrogramView, TimelineView
+from ser_live.gui.views import AlertBanner, EmotionPanel, SpectrogramView, TimelineView
 from ser_live.session import LiveSession
 from ser_live.session_log import SessionLog
 from ser_live.sources import FileSource, all_inputs, open_source
@@ -67,6 +73,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sessions: dict[str, LiveSession] = {}  # the sides running now
         self.speakers: dict[str, str] = {}  # side -> its name in the running log
         self.log: SessionLog | None = None
+        self.activities: dict[str, SideActivity] = {}  # side -> its voice activity, per log
+        self.monitor: CallMonitor | None = None  # the cues and alerts of the running log
         self.session_clock = 0.0  # seconds of session so far, across pauses and devices
         self.heard_speech: dict[str, bool] = dict.fromkeys(SIDES, False)
         self.review_windows: list = []
@@ -138,6 +146,19 @@ class MainWindow(QtWidgets.QMainWindow):
             "Applies from the next Start."
         )
         self.calibrate_box.toggled.connect(lambda on: self.settings.setValue("calibrate", bool(on)))
+        self.lines_box = QtWidgets.QCheckBox("Probability lines under the band")
+        self.lines_box.toggled.connect(self._apply_lines)
+        self.sound_box = QtWidgets.QCheckBox("Sound on alert")
+        self.sound_box.toggled.connect(lambda on: self.settings.setValue("alert_sound", bool(on)))
+        self.rules_button = QtWidgets.QPushButton("Alert rules…")
+        self.rules_button.setToolTip(
+            "A TOML file of alert rules (docs/cues.md); cancel to go back to the defaults"
+        )
+        self.rules_button.clicked.connect(self._choose_rules)
+        self.rules_label = QtWidgets.QLabel()
+        self.rules_label.setWordWrap(True)
+        self.rules_label.setStyleSheet("font-size: 8pt; color: #555;")
+        self.rules_path: str = ""
         self.name_edits = {side: QtWidgets.QLineEdit() for side in SIDES}
         for side, edit in self.name_edits.items():
             edit.setPlaceholderText(side)
@@ -149,6 +170,9 @@ class MainWindow(QtWidgets.QMainWindow):
         form.addRow("VAD aggressiveness", self.vad_box)
         form.addRow("Smoothing", self.smoothing_box)
         form.addRow("", self.calibrate_box)
+        form.addRow("", self.lines_box)
+        form.addRow(self.rules_button, self.sound_box)
+        form.addRow(self.rules_label)
         side = QtWidgets.QVBoxLayout()
         side.addWidget(self.panels[YOU], 1)
         side.addWidget(self.panels[OTHER], 1)
@@ -169,7 +193,11 @@ class MainWindow(QtWidgets.QMainWindow):
             views.addWidget(timeline)
         views.setSizes([220, 300, 300])
         central = QtWidgets.QWidget()
-        layout = QtWidgets.QHBoxLayout(central)
+        outer = QtWidgets.QVBoxLayout(central)
+        self.banner = AlertBanner()
+        outer.addWidget(self.banner)
+        layout = QtWidgets.QHBoxLayout()
+        outer.addLayout(layout, 1)
         side_widget = QtWidgets.QWidget()
         side_widget.setLayout(side)
         side_widget.setMaximumWidth(340)
@@ -217,6 +245,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.vad_box.setValue(int(self.settings.value("vad", 2)))
         self.smoothing_box.setValue(int(self.settings.value("smoothing", 3)))
         self.calibrate_box.setChecked(self.settings.value("calibrate", True, type=bool))
+        self.lines_box.setChecked(self.settings.value("lines", True, type=bool))
+        self.sound_box.setChecked(self.settings.value("alert_sound", False, type=bool))
+        self._use_rules(str(self.settings.value("alert_rules", "")))
         self.marker_text.setText(str(self.settings.value("marker_text", "")))
         for side in SIDES:
             self.name_edits[side].setText(str(self.settings.value(f"name_{side}", "")))
@@ -236,6 +267,44 @@ class MainWindow(QtWidgets.QMainWindow):
             self.settings.setValue(f"name_{side}", self.name_edits[side].text())
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.sync()
+
+    def _apply_lines(self, shown: bool) -> None:
+        for timeline in self.timelines.values():
+            timeline.show_lines(shown)
+        self.settings.setValue("lines", bool(shown))
+
+    def _use_rules(self, path: str) -> bool:
+        """Alert rules from ``path`` ("" for the defaults), from the next Start or Clear.
+        A bad file is said in the status bar and changes nothing."""
+        if path:
+            try:
+                load_rules(path, [self.side_name(s) for s in SIDES])
+            except SerLiveError as exc:
+                self.status.showMessage(str(exc), 10000)
+                return False
+        self.rules_path = path
+        self.settings.setValue("alert_rules", path)
+        rules = self._rules()
+        where = Path(path).name if path else "defaults"
+        self.rules_label.setText(f"Alerts ({where}): " + "; ".join(r.name for r in rules))
+        return True
+
+    def _rules(self, names: list[str] | None = None) -> list:
+        """The alert rules for sides ``names``: the default rules' "other side" is the
+        last of them (the one side of a replay)."""
+        names = names or [self.side_name(s) for s in SIDES]
+        if self.rules_path:
+            try:
+                return load_rules(self.rules_path, names)
+            except SerLiveError as exc:  # changed on disk since it was chosen
+                self.status.showMessage(f"{exc}; using the default alerts", 10000)
+        return [r if r.side is None else replace(r, side=names[-1]) for r in DEFAULT_RULES]
+
+    def _choose_rules(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Alert rules", "", "Alert rules (*.toml);;All files (*)"
+        )
+        self._use_rules(path)
 
     def _apply_vad(self, level: int) -> None:
         for session in self.sessions.values():
@@ -312,8 +381,24 @@ class MainWindow(QtWidgets.QMainWindow):
             n += 1
             path = self.sessions_dir / f"session-{stamp}-{n}.csv"
         self.log = SessionLog(path, list(EMOTIONS))
+        self.activities = {}
+
+    def _watch(self) -> None:
+        """The cues and alerts of the log's running sides (once per log)."""
+        if self.monitor is None and self.log is not None and self.sessions:
+            names = [self.speakers[side] for side in SIDES if side in self.sessions]
+            self.monitor = CallMonitor(
+                {self.speakers[side]: self.activities[side] for side in self.sessions},
+                self._rules(names),
+                self.log,
+                cues_path(self.log.path),
+            )
 
     def _close_log(self) -> None:
+        if self.monitor is not None:
+            self._show_alerts(self.monitor.poll(final=True))
+            self.monitor.close()
+            self.monitor = None
         if self.log is not None:
             self.log.close()
 
@@ -323,7 +408,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _run(self, side: str, source, speaker: str, offset: float) -> None:
         side_log = self.log.side(speaker, source.name) if self.log else None
-        session = LiveSession(self._new_engine(), source, side_log, time_offset_s=offset)
+        engine = self._new_engine()
+        if side not in self.activities:  # a side of this log carries on where it was
+            hangover = engine.activity.hangover_frames
+            self.activities[side] = SideActivity(hangover, offset)
+        self.activities[side].continue_at(offset)
+        engine.activity = self.activities[side]
+        if self.monitor is not None:
+            self.monitor.activities[speaker] = self.activities[side]
+        session = LiveSession(engine, source, side_log, time_offset_s=offset)
         self.sessions[side] = session
         self.speakers[side] = speaker
         if side == YOU:
@@ -377,6 +470,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 )
             self._run(side, source, speaker, offset)
         names = ", ".join(f"{self.speakers[s]} on {x.name}" for s, x in sources.items())
+        self._watch()
         self._set_state("listening", f"Listening: {names}")
         self._show_names()
 
@@ -395,6 +489,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.session_clock = 0.0
         self._open_log()
         self._run(YOU, source, Path(path).name, 0.0)
+        self._watch()
         self._set_state("replaying", f"Replaying {Path(path).name}")
         self._show_names()
         return True
@@ -482,6 +577,15 @@ class MainWindow(QtWidgets.QMainWindow):
                 # the old log or, once it is closed, nowhere. Acceptable for "clear".
                 session.log = self.log.side(self.speakers[side], session.source.name)
             old.close()
+            if self.monitor is not None:
+                self.monitor.close()
+                self.monitor = None
+            at = self._clock()
+            for side, session in self.sessions.items():
+                hangover = session.engine.activity.hangover_frames
+                self.activities[side] = SideActivity(hangover, at)
+                session.configure(lambda engine, a=self.activities[side]: _hand(engine, a))
+            self._watch()
             self.status.showMessage(f"Cleared; new log {self.log.path}", 5000)
 
     def clear_views(self) -> None:
@@ -506,6 +610,8 @@ class MainWindow(QtWidgets.QMainWindow):
                     rms = float(np.sqrt(np.mean(audio[-1600:].astype(np.float64) ** 2)))
                     panel.show_level(20 * np.log10(max(rms, 1e-6)))
             for update in updates:
+                if self.monitor is not None:
+                    self._show_alerts(self.monitor.on_update(self.speakers[side], update))
                 timeline.add(update.end_s, update.probabilities)
                 if update.speech:
                     self.heard_speech[side] = True
@@ -515,9 +621,28 @@ class MainWindow(QtWidgets.QMainWindow):
                     panel.show_silence("—" if self.heard_speech[side] else "no speech yet")
             for verdict in session.pop_phrases():
                 panel.show_phrase(verdict.emotion, verdict.confidence)
+        if self.monitor is not None and self.sessions:
+            self._show_alerts(self.monitor.poll())
+            latest = self.monitor.latest
+            if latest is not None and latest.at_s != getattr(self, "_cues_shown_at", None):
+                self._cues_shown_at = latest.at_s
+                for side, name in self.speakers.items():
+                    if name in latest.rolling:
+                        self.panels[side].show_cues(latest.rolling[name], latest.session[name])
         now = self._clock()
         for timeline in self.timelines.values():
             timeline.follow(now)
+
+    def _show_alerts(self, alerts: list[Alert]) -> None:
+        """Alerts that fired (already in the log): the banner, a mark on the timelines."""
+        for alert in alerts:
+            who = f"{alert.side}: " if alert.side else ""
+            self.banner.add(f"{alert.at_s:.1f} s  {who}{alert.rule.name} ({alert.rule.describe()})")
+            sides = [s for s, n in self.speakers.items() if n == alert.side] or list(SIDES)
+            for side in sides:
+                self.timelines[side].add_marker(alert.at_s, alert.note)
+            if self.sound_box.isChecked():
+                QtWidgets.QApplication.beep()
 
     def _tick(self) -> None:
         if self.state == "warming up":
@@ -633,3 +758,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._close_log()
         self._save_settings()
         super().closeEvent(event)
+
+
+def _hand(engine: Engine, activity: SideActivity) -> None:
+    """A running engine's cues go to a new log's activity (applied by its worker)."""
+    activity.continue_at(engine.activity.end_s)
+    engine.activity = activity

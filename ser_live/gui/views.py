@@ -57,6 +57,12 @@ class SpectrogramView(pg.PlotWidget):
 
 #: How far the session clock moves before a timeline scrolls with it.
 FOLLOW_STEP_S = 0.25
+#: The dominant-emotion band: where it sits above the lines, and its time step.
+BAND_Y = (1.02, 1.1)
+BAND_STEP_S = 0.5
+BAND_RGB = np.array(
+    [[int(EMOTION_COLOURS[e][i : i + 2], 16) for i in (1, 3, 5)] for e in EMOTIONS], np.ubyte
+)
 
 
 class TimelineView(pg.PlotWidget):
@@ -80,7 +86,11 @@ class TimelineView(pg.PlotWidget):
             for e in EMOTIONS
         ]
         self.markers: list[pg.InfiniteLine] = []
-        self.setYRange(0, 1.32, padding=0)  # the band above 1.0 holds the legend
+        # The dominant emotion as a band above the lines: its colour, opaque as it is sure.
+        self.band = pg.ImageItem(axisOrder="row-major")
+        self.addItem(self.band)
+        self.show_lines(True)
+        self.setYRange(0, 1.32, padding=0)  # the space above 1.0 holds the band and legend
         self.getAxis("left").setTicks([[(v / 5, f"{v / 5:.1f}") for v in range(6)]])
         self.setMouseEnabled(False, False)
         self.hideButtons()
@@ -89,6 +99,26 @@ class TimelineView(pg.PlotWidget):
         self.setLabel("bottom", "session time (s)")
         self.setLabel("left", "probability")
         self.setXRange(-seconds, 0, padding=0)
+
+    def show_lines(self, shown: bool) -> None:
+        """The seven probability lines as well as the band (or the band alone)."""
+        for curve in self.curves:
+            curve.setVisible(shown)
+
+    def _paint_band(self, t: np.ndarray, p: np.ndarray) -> None:
+        """One column per half second of the view: the dominant emotion's colour, its
+        probability as the opacity; clear where there is no speech."""
+        columns = round(self.seconds / BAND_STEP_S)
+        start = max(0.0, self.now - self.seconds)
+        image = np.zeros((1, columns, 4), dtype=np.ubyte)
+        spoken = ~np.isnan(p[:, 0])
+        index = np.floor((t[spoken] - start) / BAND_STEP_S - 1e-9).astype(int)
+        inside = (index >= 0) & (index < columns)
+        best = p[spoken].argmax(axis=1)[inside]
+        image[0, index[inside], :3] = BAND_RGB[best]
+        image[0, index[inside], 3] = np.round(255 * p[spoken].max(axis=1)[inside])
+        rect = QtCore.QRectF(start, BAND_Y[0], self.seconds, BAND_Y[1] - BAND_Y[0])
+        self.band.setImage(image, autoLevels=False, levels=(0, 255), rect=rect)
 
     def add(self, end_s: float, probabilities: np.ndarray | None) -> None:
         if self._count == self.capacity:  # keep the newest half: memory stays flat
@@ -144,6 +174,10 @@ class TimelineView(pg.PlotWidget):
             for i, curve in enumerate(self.curves):
                 curve.setData(t[first:], self._p[first : self._count, i], skipFiniteCheck=True)
         if self._dirty or self._scrolled:
+            t = self._t[: self._count]
+            first = int(np.searchsorted(t, self.now - self.seconds - 1))
+            self._paint_band(t[first:], self._p[first : self._count])
+        if self._dirty or self._scrolled:
             low = max(0.0, self.now - self.seconds)
             self.setXRange(low, max(self.seconds, self.now), padding=0)
         self._dirty = self._scrolled = False
@@ -178,6 +212,11 @@ class EmotionPanel(QtWidgets.QFrame):
         self.level.setRange(-60, 0)
         self.level.setFormat("input %v dBFS")
         self.level.setValue(-60)
+        # This side's conversation cues (ser_live.cues), over the last minute.
+        self.cues = QtWidgets.QLabel("")
+        self.cues.setWordWrap(True)
+        self.cues.setAlignment(QtCore.Qt.AlignCenter)
+        self.cues.setStyleSheet("font-size: 9pt; color: #333;")
         self.state = QtWidgets.QLabel()
         self.state.setWordWrap(True)
         self.state.setAlignment(QtCore.Qt.AlignCenter)
@@ -202,7 +241,7 @@ class EmotionPanel(QtWidgets.QFrame):
         for widget in (self.title, self.emotion, self.confidence):
             layout.addWidget(widget)
         layout.addLayout(bars)
-        for widget in (self.phrase, self.speech, self.level, self.state):
+        for widget in (self.phrase, self.cues, self.speech, self.level, self.state):
             layout.addWidget(widget)
         layout.addStretch(1)
         self.show_silence()
@@ -224,17 +263,33 @@ class EmotionPanel(QtWidgets.QFrame):
         self.phrase.setText(f"last phrase: {emotion} {round(confidence * 100)}%")
         self.phrase.setStyleSheet(f"color: {EMOTION_COLOURS.get(emotion, '#000')};")
 
+    def show_cues(self, recent, session) -> None:
+        """This side's cues: the last minute's, and the session's talk share."""
+
+        def part(value, text):
+            return "" if value is None else text.format(value)
+
+        pieces = [
+            part(recent.talk_share, "talk {:.0%}"),
+            part(session.talk_share, "(call {:.0%})"),
+            part(recent.pace_syll_per_s, "pace {:.1f} syl/s"),
+            f"overlaps {recent.overlaps}",
+            f"interrupts {recent.interruptions}",
+            part(recent.loudness_db, "loudness {:+.0f} dB"),
+        ]
+        self.cues.setText("last minute: " + " · ".join(p for p in pieces if p))
+
     def set_title(self, title: str) -> None:
         self.title.setText(title)
         self.title.setVisible(bool(title))
 
     def show_silence(self, text: str = "—") -> None:
         self.emotion.setText(text)
-        self.emotion.setStyleSheet("color: #9e9e9e;")
+        self.emotion.setStyleSheet("color: #999999;")
         self.confidence.setValue(0)
         self.show_probabilities(None)
         self.speech.setText("○ silence")
-        self.speech.setStyleSheet("color: #9e9e9e;")
+        self.speech.setStyleSheet("color: #999999;")
 
     def show_level(self, level_db: float) -> None:
         value = int(max(-60.0, min(0.0, level_db)))
@@ -252,3 +307,31 @@ def colour_icon(colour: str) -> QtGui.QIcon:
     pixmap = QtGui.QPixmap(12, 12)
     pixmap.fill(QtGui.QColor(colour))
     return QtGui.QIcon(pixmap)
+
+
+class AlertBanner(QtWidgets.QFrame):
+    """Alerts that fired, shown until dismissed: the newest, and how many more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setStyleSheet("AlertBanner { background: #fde2c8; border: 2px solid #D55E00; }")
+        self.text = QtWidgets.QLabel()
+        self.text.setStyleSheet("font-weight: bold; color: #5a2000;")
+        self.text.setWordWrap(True)
+        self.dismiss = QtWidgets.QPushButton("Dismiss")
+        self.dismiss.clicked.connect(self.clear)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.dismiss)
+        self.alerts: list[str] = []
+        self.hide()
+
+    def add(self, text: str) -> None:
+        self.alerts.append(text)
+        more = f"  (+{len(self.alerts) - 1} earlier)" if len(self.alerts) > 1 else ""
+        self.text.setText(f"⚠ {text}{more}")
+        self.show()
+
+    def clear(self) -> None:
+        self.alerts.clear()
+        self.hide()
