@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ser_live.audio_io import AUDIO_SUFFIXES
+from ser_live.cues import Activity
 from ser_live.engine import Engine, Update
 from ser_live.errors import AudioFileError, SerLiveError
 from ser_live.second_opinion import PhraseVerdict
-from ser_live.cues import Activity
 from ser_live.session import run_source
 from ser_live.sources import ArraySource, AudioSource, FileSource
 

@@ -319,8 +319,7 @@ def test_cues_panel_alert_banner_and_dominant_band(window, qtbot, tmp_path):
 
     rules = tmp_path / "rules.toml"
     rules.write_text(
-        '[[rule]]\nname = "angry speaker"\nemotion = "angry"\nmin_probability = 0.3\n'
-        "for_s = 1\n"
+        '[[rule]]\nname = "angry speaker"\nemotion = "angry"\nmin_probability = 0.3\nfor_s = 1\n'
     )
     assert window._use_rules(str(rules))
     assert "angry speaker" in window.rules_label.text()
