@@ -10,8 +10,9 @@
 4. resident memory over a simulated one-hour live session, session log included;
 5. one inference of the int8 model on one core.
 
-The default path includes the phrase-level second opinion (``models/dusha_ser.onnx``);
-1 and 2 also measure the networks alone, and print the ratio.
+The default path is our networks alone; 1 to 4 also measure the opt-in phrase-level
+second opinion (``--second-opinion``: ``models/dusha_ser.onnx``) and print the ratio. 4
+also works out the call's cues every second, as ``listen`` and the app do.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
+from ser_live.alerts import DEFAULT_RULES
 from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
+from ser_live.conversation import CallMonitor
 from ser_live.engine import Engine
 from ser_live.model import Classifier, load_model
-from ser_live.second_opinion import DEFAULT_SECOND_OPINION, load_second_opinion
+from ser_live.second_opinion import load_second_opinion
 from ser_live.session_log import SessionLog
 
 FIRST_PREDICTION = """
@@ -42,7 +45,9 @@ from ser_live.engine import Engine
 from ser_live.model import load_model
 from ser_live.second_opinion import load_second_opinion
 from ser_live.audio_io import load_audio
-opinion = load_second_opinion(); opinion.warm_up()
+opinion = load_second_opinion() if {opinion} else None
+if opinion is not None:
+    opinion.warm_up()
 engine = Engine(load_model(), calibrate=True, second_opinion=opinion); engine.warm_up()
 audio = load_audio(r"{clip}")
 for i in range(0, len(audio), 320):
@@ -70,9 +75,9 @@ def live_update_ms(engine: Engine, audio: np.ndarray, block: int = BLOCK) -> lis
 def main() -> None:
     classifier = load_model()
     opinion = load_second_opinion()
-    engine = Engine(classifier, second_opinion=opinion)
+    engine = Engine(classifier)  # the default: the networks alone
     engine.warm_up()
-    alone = Engine(classifier)  # the networks without the second opinion
+    with_opinion_engine = Engine(classifier, second_opinion=opinion)  # --second-opinion
     files = [n.path for n in classifier.networks]
     print(
         f"model: {' + '.join(f.name for f in files)}, "
@@ -107,8 +112,7 @@ def main() -> None:
         command_s = time.perf_counter() - t0
         tasks = [Task(p) for p in sorted(folder.iterdir())]
         t0 = time.perf_counter()
-        options = EngineOptions(second_opinion=DEFAULT_SECOND_OPINION)
-        results = list(analyze_many(tasks, options, jobs=default_jobs()))
+        results = list(analyze_many(tasks, EngineOptions(), jobs=default_jobs()))
         pool_s = time.perf_counter() - t0
         assert all(r.error is None for r in results)
         speech_s = sum(r.speech_s for r in results)
@@ -122,17 +126,17 @@ def main() -> None:
         # three each, as a busy machine spreads single runs more than the difference.
         with_opinion, networks_alone = [], []
         for _ in range(3):
-            for times, each in ((with_opinion, engine), (networks_alone, alone)):
+            for times, each in ((networks_alone, engine), (with_opinion, with_opinion_engine)):
                 t0 = time.perf_counter()
                 one = analyze_file(tasks[0].path, each)
                 times.append(time.perf_counter() - t0)
                 assert one.error is None
-        one_s = min(with_opinion)
+        one_s = min(networks_alone)
         line = (
             f"one core, one file of {one.duration_s:.0f} s, best of 3: "
-            f"{one.duration_s / one_s:.0f}x real time; the networks alone (no second opinion) "
-            f"{one.duration_s / min(networks_alone):.0f}x: the second opinion costs "
-            f"{one_s / min(networks_alone):.2f}x the time"
+            f"{one.duration_s / one_s:.0f}x real time; --second-opinion "
+            f"{one.duration_s / min(with_opinion):.0f}x: it costs "
+            f"{min(with_opinion) / one_s:.2f}x the time"
         )
         if shifted_engine is not None:
             t0 = time.perf_counter()
@@ -171,13 +175,14 @@ def main() -> None:
     # 2. Per-update latency in live mode (20 ms blocks, as from a microphone), calibrated as
     # listen and the app run by default.
     # Live, the second opinion hears each phrase on a thread of its own.
-    live_engine = Engine(
+    live_engine = Engine(classifier, calibrate=True)
+    opinion_engine = Engine(
         classifier, calibrate=True, second_opinion=opinion, background_phrases=True
     )
     for name, each in (
-        ("live update (calibrated, second opinion on its thread: the default)", live_engine),
-        ("live update (calibrated), no second opinion", Engine(classifier, calibrate=True)),
-        ("live update, not calibrated", alone),
+        ("live update (calibrated: the default)", live_engine),
+        ("live update (calibrated), --second-opinion on its own thread", opinion_engine),
+        ("live update, not calibrated", Engine(classifier)),
         (
             "live update (calibrated), the networks alone (no utterance head)",
             Engine(headless, calibrate=True) if headless is not None else None,
@@ -198,48 +203,60 @@ def main() -> None:
         Path(__file__).resolve().parent.parent
         / "tests/fixtures/corpus/ravdess/Actor_01/03-01-05-02-01-01-01.flac"
     )
-    firsts = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, "-c", FIRST_PREDICTION.format(clip=clip)],
-            capture_output=True,
-            text=True,
-            check=True,
+    for name, with_opinion in (("", False), (", --second-opinion", True)):
+        firsts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", FIRST_PREDICTION.format(clip=clip, opinion=with_opinion)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            firsts.append((float(out.stdout.strip()), time.perf_counter() - t0))
+        inside = [f[0] for f in firsts]
+        print(
+            f"start to first prediction (fresh process{name}): {min(inside):.2f} s "
+            f"(runs: {', '.join(f'{x:.2f}' for x in inside)} s; interpreter start adds "
+            f"{np.median([w - i for i, w in firsts]):.2f} s)"
         )
-        firsts.append((float(out.stdout.strip()), time.perf_counter() - t0))
-    inside = [f[0] for f in firsts]
-    print(
-        f"start to first prediction (fresh process): {min(inside):.2f} s "
-        f"(runs: {', '.join(f'{x:.2f}' for x in inside)} s; interpreter start adds "
-        f"{np.median([w - i for i, w in firsts]):.2f} s)"
-    )
 
     # 4. Memory over a simulated hour-long live session, with its log.
     # The hour is the 10 minutes above played six times, streamed block by block: the
     # process holds only those 10 minutes (40 MB), as a microphone would hold none.
-    engine = live_engine
-    engine.reset()
-    samples = []
-    with tempfile.TemporaryDirectory() as tmp:
-        session_log = SessionLog(Path(tmp) / "session.csv", engine.labels)
-        log = session_log.side("you", "benchmark")
-        for i in range(0, 3600 * 16000, BLOCK):
-            start = i % len(audio)
-            for update in engine.feed(audio[start : start + BLOCK]):
-                log.write_update(update)
-            for verdict in engine.take_phrases():
-                log.write_phrase(verdict)
-            if i % (600 * 16000) == 0:
-                samples.append(rss_mb())
-        samples.append(rss_mb())
-        session_log.close()
-    print(
-        "memory over a simulated 1 h session (whole process, including 40 MB of test audio): "
-        f" {samples[0]:.0f} MB at start, "
-        f"{samples[-1]:.0f} MB at the end, max {max(samples):.0f} MB "
-        f"(samples every 10 min: {', '.join(f'{s:.0f}' for s in samples)})"
-    )
+    for name, engine in (("", live_engine), (", --second-opinion", opinion_engine)):
+        engine.reset()
+        engine.activity.reset()
+        samples, polls = [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            session_log = SessionLog(Path(tmp) / "session.csv", engine.labels)
+            log = session_log.side("you", "benchmark")
+            monitor = CallMonitor(
+                {"you": engine.activity}, DEFAULT_RULES, session_log, Path(tmp) / "cues.csv"
+            )
+            for i in range(0, 3600 * 16000, BLOCK):
+                start = i % len(audio)
+                for update in engine.feed(audio[start : start + BLOCK]):
+                    log.write_update(update)
+                    monitor.on_update("you", update)
+                for verdict in engine.take_phrases():
+                    log.write_phrase(verdict)
+                if i % 16000 == 0:  # the cues, every second of audio
+                    t0 = time.perf_counter()
+                    monitor.poll()
+                    polls.append((time.perf_counter() - t0) * 1000)
+                if i % (600 * 16000) == 0:
+                    samples.append(rss_mb())
+            samples.append(rss_mb())
+            monitor.close()
+            session_log.close()
+        print(
+            f"memory over a simulated 1 h session{name} (whole process, including 40 MB of "
+            f"test audio): {samples[0]:.0f} MB at start, {samples[-1]:.0f} MB at the end, "
+            f"max {max(samples):.0f} MB (every 10 min: {', '.join(f'{s:.0f}' for s in samples)})"
+            f"; the cues every second: median {np.median(polls):.2f} ms, "
+            f"in the last minute {np.median(polls[-60:]):.2f} ms"
+        )
 
     # 5. One inference.
     window = np.zeros(classifier.spec.input_shape, dtype=np.float32)

@@ -48,14 +48,12 @@ def _add_second_opinion_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--second-opinion",
         type=Path,
+        nargs="?",
+        const=True,
         metavar="ONNX",
-        help="the network that hears each whole phrase once it ends, fused with ours "
-        "(default: models/dusha_ser.onnx, the Dusha network; see the model card)",
-    )
-    parser.add_argument(
-        "--no-second-opinion",
-        action="store_true",
-        help="our networks alone, no phrase-level second opinion",
+        help="also hear each whole phrase with a second network and fuse it with ours "
+        "(opt-in; without ONNX: models/dusha_ser.onnx, the Dusha network; its cost and "
+        "gain are in the model card)",
     )
 
 
@@ -202,15 +200,16 @@ def alert_rules(args, sides: list[str]):
 
 
 def second_opinion_path(args) -> Path | None:
-    """The second opinion's file, or None (asked for none, or it cannot run here: then
-    the user is told once, and the networks run alone)."""
+    """The second opinion's file where one was asked for and can run here (else the user
+    is told once, and the networks run alone); None without one."""
     from ser_live.errors import ModelError
     from ser_live.second_opinion import load_second_opinion
 
-    if args.no_second_opinion:
+    if not args.second_opinion:
         return None
     try:
-        return load_second_opinion(args.second_opinion).path
+        wanted = None if args.second_opinion is True else args.second_opinion
+        return load_second_opinion(wanted).path
     except ModelError as exc:
         print(f"{PROG}: {exc}; running without the second opinion", file=sys.stderr, flush=True)
         return None
@@ -545,11 +544,12 @@ def cmd_report(args) -> int:
 def cmd_gui(args) -> int:
     from ser_live.gui.app import run_app
 
+    wanted = getattr(args, "second_opinion", None)
     return run_app(
         model_path=args.model,
         open_file=getattr(args, "file", None),
-        second_opinion=getattr(args, "second_opinion", None),
-        use_second_opinion=not getattr(args, "no_second_opinion", False),
+        second_opinion=None if wanted is True else wanted,
+        use_second_opinion=bool(wanted),
     )
 
 
@@ -565,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         "gui": cmd_gui,
     }
     if args.command is None:
-        args.model, args.file = None, None
+        args.model, args.file, args.second_opinion = None, None, None
     try:
         return handlers[command](args)
     except SerLiveError as exc:

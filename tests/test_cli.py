@@ -146,7 +146,6 @@ def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model
 
 def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_path):
     from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_run
-    from ser_live.second_opinion import DEFAULT_SECOND_OPINION
 
     actor_1 = sorted((CORPUS / "ravdess" / "Actor_01").glob("*.flac"))
     actor_2 = sorted((CORPUS / "ravdess" / "Actor_02").glob("*.flac"))
@@ -159,7 +158,7 @@ def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_p
     assert [row["file"] for row in rows] == [str(p) for p in actor_1 + actor_2]  # by folder
 
     # Each folder is one voice, heard in turn by one calibrating engine (its own process).
-    engine = EngineOptions(calibrate=True, second_opinion=DEFAULT_SECOND_OPINION).build()
+    engine = EngineOptions(calibrate=True).build()
     heard = [r for a in (actor_1, actor_2) for r in analyze_run([Task(p) for p in a], engine)]
     for row, result in zip(rows, heard, strict=True):
         expected = result.speech_probabilities

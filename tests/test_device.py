@@ -105,7 +105,7 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
     offline = read_csv(summary)[0]
     offline_speech = [r for r in read_csv(tmp_path / "timeline.csv") if r["speech"] == "1"]
     # Like for like: the live windows against analyze's timeline, and the live phrases
-    # (fused with the second opinion) against analyze's summary, which is made of phrases.
+    # against analyze's summary, which is made of phrases.
     live_windows, offline_windows = mean_probabilities(speech), mean_probabilities(offline_speech)
     assert live_windows.argmax() == offline_windows.argmax()
     assert np.abs(live_windows - offline_windows).sum() < 0.3
@@ -157,6 +157,12 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     command = [exe, "listen", "--device", "pulse", "--other-device", f"pulse:{other}.monitor"]
     command += ["--speaker", "agent", "--other-speaker", "customer"]
     command += ["--duration", "18", "--csv", str(live_csv)]
+    rules = tmp_path / "rules.toml"  # the agent's clip is an angry actor
+    rules.write_text(
+        '[[rule]]\nname = "agent angry"\nside = "agent"\nemotion = "angry"\n'
+        "min_probability = 0.3\nfor_s = 1\n"
+    )
+    command += ["--alerts", str(rules)]
     listen = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
@@ -205,5 +211,52 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     assert max(float(r["end_s"]) for r in windows["agent"]) == pytest.approx(18.0)
     assert max(float(r["end_s"]) for r in windows["customer"]) <= lost_at + 0.5 < 18.0
     assert rows[-1]["speaker"] == "agent" and rows[-1]["note"].startswith("stopped")
+    # The rule fired once, for the agent, while the angry clip played: printed and logged.
+    alerts = [r for r in rows if r["note"].startswith("alert: ")]
+    assert [(r["speaker"], r["note"]) for r in alerts] == [("agent", "alert: agent angry")]
+    assert agent_last - 4.5 < float(alerts[0]["end_s"]) <= agent_last + 0.5
+    assert [line.split()[1:4] for line in out.splitlines() if " ALERT " in line] == [
+        ["agent", "ALERT", "agent"]
+    ]
     printed = [line for line in out.splitlines() if " ALERT " not in line]
     assert len(printed) == len(windows["agent"]) + len(windows["customer"]) + len(phrases)
+    cue_rows = read_csv(tmp_path / "call-cues.csv")
+    assert {r["side"] for r in cue_rows} == {"agent", "customer"}
+
+
+def test_an_alert_marker_survives_a_killed_listen(pulse_sink, tmp_path):
+    """The alert's marker row is written the moment the rule fires: a process killed
+    right after leaves it whole in the log."""
+    live_csv, rules = tmp_path / "live.csv", tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "angry"\nemotion = "angry"\nmin_probability = 0.3\nfor_s = 1\n'
+    )
+    exe = str(Path(sys.executable).parent / "ser-live")
+    env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
+    command = [exe, "listen", "--device", "pulse", "--csv", str(live_csv)]
+    listen = subprocess.Popen(
+        [*command, "--alerts", str(rules)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (live_csv.exists() and "started:" in live_csv.read_text()):
+            assert listen.poll() is None, listen.stderr.read()
+            assert time.monotonic() < deadline, "listen did not start"
+            time.sleep(0.1)
+        player = subprocess.Popen(["paplay", "--device", pulse_sink, str(SPEECH_CLIP)])
+        deadline = time.monotonic() + 60
+        while "alert: angry" not in live_csv.read_text():
+            assert time.monotonic() < deadline, "the rule did not fire"
+            time.sleep(0.05)
+        listen.kill()  # SIGKILL: no clean-up of any kind
+        player.wait(timeout=30)
+    finally:
+        listen.kill()
+        listen.communicate(timeout=30)
+    rows = read_csv(live_csv)
+    (alert,) = [r for r in rows if r["note"] == "alert: angry"]
+    assert alert["kind"] == "marker" and float(alert["end_s"]) > 1.0

@@ -156,10 +156,10 @@ def test_without_its_file_the_app_says_so_once_and_runs_without_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     said = [line for line in proc.stderr.splitlines() if "second opinion" in line]
     assert len(said) == 1 and "not found" in said[0], proc.stderr
-    proc = run_cli(*args, "--summary", str(plain), "--no-second-opinion")
+    proc = run_cli(*args, "--summary", str(plain))  # the default: our networks alone
     assert proc.returncode == 0 and "second opinion" not in proc.stderr, proc.stderr
-    assert summary.read_text() == plain.read_text()  # the networks alone, as asked
-    proc = run_cli(*args, "--summary", str(tmp_path / "with.csv"))
+    assert summary.read_text() == plain.read_text()
+    proc = run_cli(*args, "--summary", str(tmp_path / "with.csv"), "--second-opinion")
     assert proc.returncode == 0 and "second opinion" not in proc.stderr, proc.stderr
     assert (tmp_path / "with.csv").read_text() != plain.read_text()  # it was heard
 

@@ -10,7 +10,7 @@ def run_app(
     model_path: Path | None = None,
     open_file: Path | None = None,
     second_opinion: Path | None = None,
-    use_second_opinion: bool = True,
+    use_second_opinion: bool = False,
 ) -> int:
     import pyqtgraph as pg
     from PySide6 import QtCore, QtWidgets

@@ -57,7 +57,7 @@ class MainWindow(QtWidgets.QMainWindow):
         settings: QtCore.QSettings | None = None,
         sessions_dir: Path | None = None,
         second_opinion: Path | None = None,
-        use_second_opinion: bool = True,
+        use_second_opinion: bool = False,
     ) -> None:
         super().__init__()
         self.setWindowTitle(f"ser-live {__version__} — speech emotion monitor")
