@@ -172,3 +172,16 @@ def copy_model(target: Path) -> Path:
         shutil.copy(member, target.parent / name)
         shutil.copy(member.with_suffix(".json"), (target.parent / name).with_suffix(".json"))
     return target
+
+
+def learning_from_all(classifier):
+    """The shipped networks with a calibration that learns from all speech, as before the
+    reference gate: for tests of the calibration's own mechanics (the gate has its own)."""
+    import copy
+    from dataclasses import replace
+
+    from ser_live.model import Classifier
+
+    normalisation = copy.deepcopy(classifier.spec.normalisation)
+    normalisation["speaker_calibration"].pop("reference", None)
+    return Classifier(classifier.path, replace(classifier.spec, normalisation=normalisation))

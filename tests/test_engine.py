@@ -9,6 +9,7 @@ import pytest
 
 from ser_live import EMOTIONS
 from ser_live.engine import Engine, Smoother
+from tests.conftest import learning_from_all
 
 
 def feed_in_chunks(engine: Engine, samples: np.ndarray, chunk: int):
@@ -167,6 +168,7 @@ def test_calibration_starts_from_the_population_and_moves_to_the_voice():
 
 
 def test_a_calibrated_engine_hears_speech_only_and_resets_per_voice(classifier, speech):
+    classifier = learning_from_all(classifier)  # the gate: test_training.py
     plain = Engine(classifier)
     calibrated = Engine(classifier, calibrate=True)
     rng = np.random.default_rng(4)

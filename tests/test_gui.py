@@ -247,7 +247,8 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
 
     from ser_live.gui.main_window import OTHER, YOU
 
-    other_clip = SPEECH_CLIP.parent.parent / "Actor_02" / "03-01-04-02-01-01-02.flac"
+    # The customer speaks calmly (a neutral sentence), you angrily (SPEECH_CLIP).
+    other_clip = SPEECH_CLIP.parent.parent / "Actor_02" / "03-01-01-01-01-01-02.flac"
     monkeypatch.setenv("PULSE_SOURCE", "ser_live_sink.monitor")
     window.refresh_devices()
     window.device_boxes[YOU].setCurrentIndex(window.device_boxes[YOU].findText("pulse"))
@@ -281,7 +282,8 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
         assert shown[side] & set(EMOTIONS), shown[side]
         assert window.timelines[side].points > 4
     assert bar_sums and all(95 <= s <= 105 for s in bar_sums)  # seven probabilities as bars
-    assert all(e.calibration.frames_heard > 0 for e in engines)  # each heard its voice
+    # Each side learns its voice only from speech heard as calm: the customer's, not yours.
+    assert engines[1].calibration.frames_heard > 0 and engines[0].calibration.frames_heard == 0
     log_path = window.log.path
     # A new log, usually a new call: each side calibrates afresh. Each worker resets its
     # engine between two blocks and may feed it more speech at once (a busy machine

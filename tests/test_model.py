@@ -139,6 +139,9 @@ def test_a_model_with_a_member_gives_the_mean_of_both_networks(tmp_path, speech)
     copy_model(tmp_path / "model.tflite")
     spec = json.loads((tmp_path / "model.json").read_text())
     spec["utterance_head"] = None  # the networks alone (the head: tests/test_utterance.py)
+    # Calibration learning from every window, as each network alone would: the reference
+    # gate judges by the pair's own verdict (tests/test_training.py tests it).
+    spec["normalisation"]["speaker_calibration"].pop("reference", None)
     (tmp_path / "model.json").write_text(json.dumps(spec))
     ensemble = load_model(tmp_path / "model.tflite")
     (member_name,) = ensemble.spec.members

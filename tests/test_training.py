@@ -513,7 +513,7 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
             report["loco_one_emotion"][corpus]["uar"]
         )
         assert corpus in yardstick["nested_choice"]
-    assert "## Per-class recall: new default" in (run_dir / "yardstick.md").read_text()
+    assert "## Per class: recall, today's default → new" in (run_dir / "yardstick.md").read_text()
 
     # The held-out models through recording channels: the clean channel scores as the run
     # did, each clip alone and as calibrated sessions.

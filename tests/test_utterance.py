@@ -19,7 +19,7 @@ from ser_live.utterance import (
     VoicePhrases,
     WindowFrames,
 )
-from tests.conftest import CORPUS, copy_model
+from tests.conftest import CORPUS, copy_model, learning_from_all
 from training.corpora import CORPORA
 
 N_SUMMARY = 88  # the 43 frame features' spread and spread of change, and two means
@@ -42,6 +42,8 @@ def random_head(seed: int, weight: float = 0.5) -> UtteranceHead:
 def with_head(classifier: Classifier, head: UtteranceHead | dict | None) -> Classifier:
     """The shipped networks with ``head`` (None: the networks alone)."""
     data = head.to_dict() if isinstance(head, UtteranceHead) else head
+    # The head learns the voice from every phrase (the reference gate: test_training.py).
+    classifier = learning_from_all(classifier)
     return Classifier(classifier.path, replace(classifier.spec, utterance_head=data))
 
 
