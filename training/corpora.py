@@ -1,10 +1,7 @@
-"""Loaders for five emotional-speech corpora in their original layouts.
-
-RAVDESS and TESS (English), nEMO (Polish), the Korean emotiontts sample and Indian
-EmoSpeech command words, as downloaded (WAV) or converted (FLAC, Opus, Ogg); file names
-are the originals with another suffix. Labels, speakers, gender and intensity come from
-file names and the folders the originals define, never from folder names a download may
-spell differently (TESS's are inconsistent). A corpus's missing labels are simply absent.
+"""Loaders for five emotional-speech corpora in their original layouts (WAV, or converted
+to FLAC, Opus, Ogg). Labels, speakers, gender and intensity come from the file names and
+the folders the originals define, never from folder names a download may spell
+differently. A corpus's missing labels are simply absent.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
-"""Neural fits run side by side in worker processes, one CPU thread each, most urgent first.
+"""Neural fits side by side in worker processes, one CPU thread each, most urgent first.
 
-The models are small: TensorFlow gains nothing from a second thread on one of them (an
-epoch took as long on one thread as on two, measured on 2 cores), so running two fits at
-once, one thread each, nearly doubles throughput. A fit seeds itself and runs on one
-thread, so its result does not depend on how many workers there are or which job shares
-the machine with it.
-
-The main process writes all windows once to a ``.npy`` file; each job names its windows by
-index and its worker memory-maps the file, so no large array crosses a process boundary.
-Workers save their model to the job's checkpoint; the main process loads it to evaluate.
-Nothing else is shared: the main process only submits jobs and reads their results.
-
-``FitScheduler`` hands a waiting job to the pool only when a worker is free, and then the
-most urgent one, so that a job that becomes ready late (a final network, once the folds
-have said how long to train it) need not wait behind every fold's fits. Thread rules:
-``submit`` may be called from any thread; one dispatcher thread takes jobs off the
-priority queue; the pool's callback thread completes the future that ``submit`` returned
-(running its callbacks, which may queue dependent jobs) and then frees the worker slot.
-The queue, the slot semaphore, the futures and each dependent job's counter (under its
-lock) are the only shared state.
+The models are small: a second thread gains nothing, two fits at once nearly double the
+throughput, and a fit's result depends neither on the workers nor on their order. Windows
+go to workers as one memory-mapped ``.npy``. Thread rules: ``submit`` from any thread; one
+dispatcher thread takes jobs off the priority queue when a worker slot is free; the pool's
+callback thread completes each future (its callbacks may queue dependent jobs) and frees
+the slot. The queue, the slot semaphore, the futures and the dependents' counters (under
+their lock) are the only shared state.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
-"""Leave-one-corpus-out: how the model does on a corpus, language and microphone it never heard.
-
-For each corpus: train on the others, export the int8 model with its sidecar, and score
-every clip of the held-out corpus exactly as ``ser-live analyze --summary`` does (the
-engine on the file: the mean of its speech windows' probabilities, short clips padded).
-The score is closed-set over the labels the corpus has (the argmax among them) and every
-clip counts: a clip the analysis refuses or finds no speech in counts as wrong. The
-headline is the mean unweighted average recall (UAR) over the corpora.
-
-``--baseline MODEL`` scores an existing model the same way on every corpus (the corpora
-it was trained on are marked: those are not held out). ``--install`` also trains the
-shipped model on every corpus (a few speakers of each kept for early stopping) and
-installs it.
-
-    python -m training.loco ../shared/datasets --baseline models/ser_cnn_int8.tflite
+"""Leave-one-corpus-out: for each corpus, train on the others, export the int8 model with
+its sidecar, and score every clip of the held-out corpus through the engine, as ``ser-live
+analyze`` does (``training.scoring``); a clip without a verdict counts as wrong. The
+headline is the mean unweighted average recall over the corpora. ``--baseline MODEL``
+scores an existing model the same way; ``--install`` also trains the shipped model.
 """
 
 from __future__ import annotations
@@ -68,35 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="most epochs per fit (early stopping decides)")
     parser.add_argument("--augment", type=int, help="augmented copies per training clip")
     parser.add_argument("--members", type=int, help="networks averaged per model")
-    parser.add_argument(
-        "--partial-labels",
-        action="store_true",
-        help="take each window's loss over the emotions its corpus has (see TrainConfig)",
-    )
-    parser.add_argument(
-        "--utterance-head",
-        action="store_true",
-        help="give every model an utterance head trained on its training clips "
-        "(ser_live.utterance): each phrase heard against the voice's other phrases",
-    )
+    parser.add_argument("--partial-labels", action="store_true", help="per-corpus labels")
+    parser.add_argument("--utterance-head", action="store_true", help="fit each model's head")
     parser.add_argument("--max-clips-per-speaker", type=int, help="a small subset (tests)")
-    parser.add_argument(
-        "--window-stride",
-        type=int,
-        default=1,
-        help="train on every Nth window of a clip (neighbours overlap by 75%%; default 1)",
-    )
+    parser.add_argument("--window-stride", type=int, default=1, help="every Nth window of a clip")
     parser.add_argument(
         "--speaker-folds",
         metavar="CORPUS:K",
         help="the second figure: K fits, each trained on every corpus but 1/K of CORPUS's "
         "speakers, scored on those speakers' clips (e.g. ravdess:4)",
     )
-    parser.add_argument(
-        "--no-loco",
-        action="store_true",
-        help="skip the held-out-corpus fits (with --install alone: just the shipped model)",
-    )
+    parser.add_argument("--no-loco", action="store_true", help="no held-out-corpus fits")
     parser.add_argument(
         "--hold-out",
         help="comma-separated corpora to hold out in turn (default: every corpus; with "
@@ -122,9 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         help="score with this phrase-level second opinion fused in, as analyze does by "
         "default (ser_live.second_opinion)",
     )
-    parser.add_argument(
-        "--install", action="store_true", help="train on every corpus and install the model"
-    )
+    parser.add_argument("--install", action="store_true", help="train the shipped model")
     args = parser.parse_args(argv)
     for folder in args.data:
         if not folder.is_dir():

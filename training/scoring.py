@@ -1,11 +1,7 @@
-"""Scoring a model on clips as users hear them: every clip through the engine.
-
-Each clip alone, as ``ser-live analyze --summary`` scores a file, or as calibrated
-sessions (``PROTOCOLS``): each known speaker's clips as one voice ("mixed", as ``analyze
---voice-per-folder`` hears a folder of one speaker's recordings), or each speaker's clips
-of one emotion as one voice ("one-emotion": a caller who stays angry the whole call). A
-clip of no known speaker is heard alone in either. Scores are closed-set over the labels
-the clips have, and every clip counts: one without a verdict is wrong.
+"""Scoring a model on clips as users hear them, every clip through the engine: alone (as
+``analyze`` scores a file), or as calibrated sessions (``PROTOCOLS``): each known
+speaker's clips as one voice ("mixed"), or each speaker's clips of one emotion as one
+voice ("one-emotion"). Closed-set over the clips' labels; no verdict counts as wrong.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """Choosing the runtime's defaults on the yardstick, and the model card's lead table.
 
-``python -m training.yardstick RUN_DIR DATA...`` takes a ``training.loco --utterance-head``
-run's held-out models (``RUN_DIR/without-CORPUS``) and chooses, for the shipped default,
-the two settings that act at run time on any network:
-
-- **which speech a voice's calibration learns from** (``GATES``): everything, as until
-  now, or only speech the networks hear as neutral with at least a given probability
-  (``ser_live.calibration.ReferenceGate``), or no calibration at all;
-- **the second opinion's weight** (``WEIGHTS``): its share of the four emotions it has
-  (``ser_live.second_opinion.fuse``).
-
-Every clip of each held-out corpus is heard through the engine with the second opinion
-loaded, alone and as both calibrated protocols (``training.scoring``), once per gate. A
-clip's verdict at any weight is exactly ``A + w T`` (``fusion_terms``, tested).
-
-**Chosen without the corpus it is scored on.** The setting reported in a corpus's row is
-the one that does best on the *other* held-out corpora (``choose``) among those that keep
-a lasting emotion and whose second opinion costs no corpus 3 points. The shipped default
-is chosen the same way on all of them; ``--install`` writes it into ``models/``.
+``python -m training.yardstick RUN_DIR DATA`` hears every corpus held out of a
+``training.loco`` run through the engine, alone and as both calibrated protocols, under
+each gate (``GATES``: which speech calibration learns the voice from) and second-opinion
+weight (``WEIGHTS``; a clip's verdict at any weight is exactly ``A + w T``, tested). Each
+corpus's row is chosen on the *other* corpora (``choose``); the shipped default on all of
+them, which ``--install`` writes into ``models/``.
 """
 
 from __future__ import annotations
@@ -103,8 +91,7 @@ def set_gate(sidecar: Path, gate: float | str | None) -> None:
 def gated_copy(
     model: Path, gate: float | str | None, out_dir: Path, member: Path | None = None
 ) -> Path:
-    """The held-out model with its calibration's reference gate set (and ``member``
-    beside it, averaged with it, as the shipped pair is)."""
+    """The held-out model with its reference gate set (and ``member``, as the pair)."""
     ignore = shutil.ignore_patterns("*.keras")
     shutil.copytree(model.parent, out_dir, dirs_exist_ok=True, ignore=ignore)
     sidecar = out_dir / model.with_suffix(".json").name
@@ -125,9 +112,7 @@ def hear_corpus(
     work: Path,
     member: Path | None = None,
 ) -> dict[tuple, Heard]:
-    """Every clip heard under every gate and way of hearing (``"off"`` and each clip
-    alone need no gate); kept in ``work/heard.npz``, so that choosing again costs
-    nothing."""
+    """Every clip under every gate and way of hearing, kept in ``work/heard.npz``."""
     out: dict[tuple, Heard] = {}
     kept = work / "heard.npz"
     if kept.is_file():
@@ -179,11 +164,9 @@ def score(clips: list[Utterance], verdicts: list[np.ndarray | None]) -> dict:
 
 
 def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) -> tuple:
-    """The setting that keeps most of calibration's gain on ``corpora`` (the mean of their
-    mixed sessions, then of all three ways of hearing) among those that keep a lasting
-    emotion on every one of them (one-emotion sessions at least each clip alone less
-    0.01; calibration off always does) and whose second opinion costs no corpus and way
-    of hearing 3 points against the same calibration without it."""
+    """Among the settings that keep a lasting emotion on every corpus (one-emotion sessions
+    at least alone less 0.01) and whose second opinion costs none 3 points, the best mean
+    of the mixed sessions (then of all hearings)."""
     best, best_mean = ("off", 0.0), (-1.0, -1.0)
     for (gate, weight), by_corpus in table.items():
         alone = table[(gate, 0.0)]
@@ -214,8 +197,7 @@ def choose_opt_in(table: dict[tuple, dict[str, dict[str, float]]], corpora: list
 
 
 def choices(result: dict) -> dict:
-    """The choices made on a result's table: the shipped setting, and the opt-in weight
-    for each corpus's row (chosen without it) and shipped."""
+    """The choices on a result's table: each row's, the shipped one, the opt-in weight."""
     corpora = result["corpora"]
     table = {(g, w): result["table"][describe((g, w))] for g in GATES for w in WEIGHTS}
     nested = {c: choose(table, [o for o in corpora if o != c]) for c in corpora}
@@ -308,24 +290,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Chosen for each row (on the other corpora):", ""]
     lines += [f"- {c}: {d}" for c, d in result["nested_choice"].items()]
     opt_in = result["opt_in_rows"]
-    today_alone = [result["rows"]["today"][c]["alone"]["uar"] for c in corpora]
-    lines += [
-        "",
-        f"## Opt-in: the second opinion on each clip alone (weight {result['opt_in_weight']})",
-        "",
-        "The weight for each row chosen on the other corpora (the best mean, no corpus "
-        "losing 3 points).",
-        "",
-        "| | " + " | ".join(corpora) + " | mean |",
-        "| --- | " + " | ".join("---" for _ in corpora) + " | --- |",
-        "| weight | " + " | ".join(f"{opt_in[c]['weight']}" for c in corpora) + " | |",
-        "| each clip alone, without | "
-        + " | ".join(f"{v:.3f}" for v in today_alone)
-        + f" | {np.mean(today_alone):.3f} |",
-        "| each clip alone, with | "
-        + " | ".join(f"{opt_in[c]['alone']:.3f}" for c in corpora)
-        + f" | {np.mean([opt_in[c]['alone'] for c in corpora]):.3f} |",
-    ]
+    lines += ["", f"Opt-in second opinion, each clip alone (weight {result['opt_in_weight']}): "]
+    lines[-1] += ", ".join(f"{c} {v['alone']:.3f} (w {v['weight']})" for c, v in opt_in.items())
     lines += ["", "## Per class: recall, today's default → new", ""]
     lines += ["| corpus | how heard | " + " | ".join(EMOTIONS) + " |"]
     lines += ["| --- | --- | " + " | ".join("---" for _ in EMOTIONS) + " |"]
