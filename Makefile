@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-under-load lint bench bench-gui screenshot train loco clean
+.PHONY: run test test-under-load lint bench bench-cluster bench-gui screenshot train loco clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.app: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	bash scripts/system-deps.sh --test
-	$(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/pip install -q -e ".[train,cluster,dev]"
 	touch $(VENV)/.app $@
 
 run: $(VENV)/.app
@@ -38,6 +38,10 @@ test-under-load: lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_engine.py
+
+# analyze --ray beside --jobs on one archive of short clips, on a Ray head this starts.
+bench-cluster: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_cluster.py
 
 bench-gui: $(VENV)/.dev
 	bash tests/audio_env.sh

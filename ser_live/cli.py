@@ -123,7 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse recordings",
         description="Analyse recordings (files and folders, recursively) through the live path.",
     )
-    analyze.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    analyze.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    analyze.add_argument(
+        "--manifest",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="also analyse the files listed in FILE: one path per line, or a CSV with a "
+        "'path' column; relative paths are relative to FILE's folder (repeatable)",
+    )
     analyze.add_argument("--timeline", type=Path, metavar="FILE", help="CSV: one row per window")
     analyze.add_argument("--summary", type=Path, metavar="FILE", help="CSV: one row per file")
     analyze.add_argument(
@@ -140,12 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels split): talk, overlaps, interruptions, silences, pace",
     )
     _add_alerts_option(analyze)
+    analyze.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the files the --summary already lists without error and append the "
+        "rest to the outputs: an interrupted run goes on where it stopped",
+    )
+    analyze.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="analyse on a Ray cluster: 'local' (a private one for this run), 'auto' "
+        "(the one 'ray start' runs on this machine) or ray://HOST:10001; every node needs "
+        "ser-live[cluster] and the same paths (docs/cluster.md)",
+    )
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     analyze.add_argument(
         "--jobs",
         type=int,
         metavar="N",
-        help="analyse N files at a time, one process each (default: one per core)",
+        help="analyse N files at a time, one process each (default: one per core; with "
+        "--ray, N actors, default one per CPU of the cluster)",
     )
     analyze.add_argument(
         "--calibrate",
@@ -372,7 +394,7 @@ def cmd_analyze(args) -> int:
     from tqdm import tqdm
 
     from ser_live.analysis import Task, analyze_many, by_voice, channel_count, find_audio_files
-    from ser_live.session_log import TableWriter, fmt, probability_cells
+    from ser_live.batch import BatchOutputs, read_manifest
 
     if args.jobs is not None and args.jobs < 1:
         raise SerLiveError("--jobs must be at least 1")
@@ -380,38 +402,18 @@ def cmd_analyze(args) -> int:
     options = _engine_options(args)
     engine = options.build()  # checks the model here, before any worker starts
     labels = engine.labels
-    p_cols = [f"p_{label}" for label in labels]
     split = args.channels == "split"
-    chan_col = ["channel"] if split else []
-    timeline = summary = None
-    if args.timeline:
-        timeline = TableWriter(
-            args.timeline,
-            ["file", *chan_col, "start_s", "end_s", "speech", "emotion", "confidence", *p_cols],
-        )
-    if args.summary:
-        summary = TableWriter(
-            args.summary,
-            [
-                "file",
-                *chan_col,
-                "duration_s",
-                "speech_s",
-                "emotion",
-                "confidence",
-                *p_cols,
-                "error",
-            ],
-        )
-    cue_rows = cues_writer = None
-    if args.cues:
-        from ser_live.cues import CUE_COLUMNS
-
-        cues_writer = TableWriter(args.cues, ["file", "side", *CUE_COLUMNS, "error"])
-        cue_rows = FileCues(cues_writer)
-    files = list(find_audio_files(args.paths))
+    outputs = BatchOutputs(labels, split, args.timeline, args.summary, args.cues)
+    if args.resume and not args.summary:
+        raise SerLiveError("--resume needs --summary: the summary records what is done")
+    paths = list(args.paths)
+    for manifest in args.manifest or []:
+        paths.extend(read_manifest(manifest))
+    if not paths:
+        raise SerLiveError("nothing to analyse: give files, folders or --manifest")
+    files = list(find_audio_files(paths))
     if not files:
-        raise SerLiveError("no audio files found in " + ", ".join(map(str, args.paths)))
+        raise SerLiveError("no audio files found in " + ", ".join(map(str, paths)))
     # A file is the voice of the folder that holds its name, not of wherever a link to it
     # points: abspath, unlike resolve, leaves links alone.
     tasks = [
@@ -423,67 +425,58 @@ def cmd_analyze(args) -> int:
         for path in files
         for channel in (range(channel_count(path)) if split else [None])
     ]
-    if cue_rows:
-        cue_rows.expect(tasks)
     tasks = by_voice(tasks)  # one speaker's files in a row, for one engine to hear in turn
+    todo = outputs.start(tasks, resume=args.resume)
+    if args.resume and len(todo) < len(tasks):
+        print(f"{PROG}: resuming: {len(tasks) - len(todo)} of {len(tasks)} done", file=sys.stderr)
+    if args.ray:
+        from ser_live import cluster
+
+        cluster.connect(args.ray, args.jobs if args.ray == "local" else None)
+        results = cluster.analyze_on_ray(todo, options, args.jobs)
+    else:
+        results = analyze_many(todo, options, args.jobs, engine)
     failed = analysed = 0
     progress = tqdm(
-        analyze_many(tasks, options, args.jobs, engine),
-        total=len(tasks),
+        total=len(todo),
         unit="file",
-        disable=args.no_progress or len(tasks) < 2,
+        disable=args.no_progress or len(todo) < 2,
         file=sys.stderr,
         leave=False,
     )
-    for result in progress:
-        path, channel = result.path, result.channel
-        ch = [str(channel + 1)] if split else []
-        if timeline:
-            for update in result.updates:
-                timeline.write(
-                    [
-                        path,
-                        *ch,
-                        f"{update.start_s:.2f}",
-                        f"{update.end_s:.2f}",
-                        int(update.speech),
-                        update.emotion or "",
-                        fmt(update.confidence),
-                        *probability_cells(update, len(labels)),
-                    ]
-                )
-        if result.error:
-            failed += 1
-            progress.write(f"{PROG}: error: {result.error}", file=sys.stderr)
-        else:
-            analysed += 1
-        mean = result.speech_probabilities
-        best = None if mean is None else int(mean.argmax())
-        if summary:
-            summary.write(
-                [
-                    path,
-                    *ch,
-                    f"{result.duration_s:.2f}",
-                    f"{result.speech_s:.2f}",
-                    "" if best is None else labels[best],
-                    "" if best is None else f"{mean[best]:.4f}",
-                    *(["" for _ in labels] if mean is None else [f"{p:.4f}" for p in mean]),
-                    result.error or "",
-                ]
-            )
-        if cue_rows:
-            cue_rows.add(result)
-        if not result.error and not (timeline or summary or cue_rows):
-            name = f"{path}" + (f" [channel {channel + 1}]" if split else "")
-            verdict = "no speech" if best is None else f"{labels[best]} {mean[best]:.2f}"
-            progress.write(
-                f"{name}: {verdict} ({result.speech_s:.1f} s speech of {result.duration_s:.1f} s)"
-            )
-    for writer in (timeline, summary, cues_writer):
-        if writer:
-            writer.close()
-    if analysed == 0:
+    audio_s = 0.0
+    try:
+        for result in results:
+            outputs.write(result)
+            progress.update()
+            audio_s += result.duration_s
+            elapsed = progress.format_dict["elapsed"]
+            if elapsed > 0:
+                progress.set_postfix_str(f"{audio_s / elapsed:.0f}x real time", refresh=False)
+            if result.error:
+                failed += 1
+                progress.write(f"{PROG}: error: {result.error}", file=sys.stderr)
+            else:
+                analysed += 1
+            if not result.error and not outputs.any:
+                _print_verdict(result, labels, progress)
+    except KeyboardInterrupt:
+        progress.close()
+        print(
+            f"{PROG}: interrupted after {failed + analysed} of {len(todo)} files; every "
+            "row written is whole" + ("; run again with --resume to go on" if args.summary else ""),
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        results.close()  # stops the workers or the actors
+        progress.close()
+        outputs.close()
+        if args.ray:
+            from ser_live import cluster
+
+            cluster.disconnect()
+    if analysed == 0 and (todo or not args.resume):
         return 1
     if failed:
         print(f"{PROG}: {failed} of {failed + analysed} analyses failed", file=sys.stderr)
@@ -491,38 +484,16 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-class FileCues:
-    """``analyze --cues``: a file's rows once all its channels are analysed, the
-    channels as the sides of one conversation."""
-
-    def __init__(self, writer) -> None:
-        self.writer = writer
-        self._expected: dict[str, int] = {}
-        self._results: dict[str, list] = {}
-
-    def expect(self, tasks) -> None:
-        for task in tasks:
-            self._expected[str(task.path)] = self._expected.get(str(task.path), 0) + 1
-
-    def add(self, result) -> None:
-        from ser_live.cues import CUE_COLUMNS, conversation_cues
-
-        results = self._results.setdefault(result.path, [])
-        results.append(result)
-        if len(results) < self._expected.get(result.path, 1):
-            return
-        del self._results[result.path]
-        results.sort(key=lambda r: r.channel or 0)
-        side = {id(r): "mix" if r.channel is None else str(r.channel + 1) for r in results}
-        errors = [r for r in results if r.error or r.activity is None]
-        if errors:
-            for r in results:
-                error = r.error or "no audio"
-                self.writer.write([r.path, side[id(r)], *[""] * len(CUE_COLUMNS), error])
-            return
-        cues = conversation_cues({side[id(r)]: r.activity for r in results})
-        for name, c in cues.items():
-            self.writer.write([results[0].path, name, *c.as_row().values(), ""])
+def _print_verdict(result, labels, progress) -> None:
+    mean = result.speech_probabilities
+    name = result.path + ("" if result.channel is None else f" [channel {result.channel + 1}]")
+    if mean is None:
+        verdict = "no speech"
+    else:
+        best = int(mean.argmax())
+        verdict = f"{labels[best]} {mean[best]:.2f}"
+    speech = f"{result.speech_s:.1f} s speech of {result.duration_s:.1f} s"
+    progress.write(f"{name}: {verdict} ({speech})")
 
 
 def cmd_report(args) -> int:

@@ -202,15 +202,17 @@ class SideLog:
 
 
 class TableWriter:
-    """A CSV file (or stdout) written row by row and flushed, for ``analyze``."""
+    """A CSV file written row by row and flushed, for ``analyze``; ``append``: go on
+    after the rows already there (their header is the caller's to check)."""
 
-    def __init__(self, path: str | Path, header: list[str]) -> None:
+    def __init__(self, path: str | Path, header: list[str], append: bool = False) -> None:
         try:
-            self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
+            self._file = open(path, "a" if append else "w", newline="", encoding="utf-8")  # noqa: SIM115 - see close()
         except OSError as exc:
             raise SerLiveError(f"cannot write {path}: {exc.strerror}") from None
         self._writer = csv.writer(self._file)
-        self.write(header)
+        if not append:
+            self.write(header)
 
     def write(self, row: list) -> None:
         self._writer.writerow(map(safe_cell, row))

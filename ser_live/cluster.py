@@ -1,0 +1,174 @@
+"""Analysing an archive on a Ray cluster (``analyze --ray``).
+
+Ray does the distributing: one actor per worker CPU builds the engine once and analyses
+units of work (one file, one channel of a stereo call, or one voice's files in turn, as
+``analysis.voice_runs`` cuts them) with the very function a plain run uses
+(``analysis.analyze_run``), so results are the same to the bit on the same CPU kind.
+
+Fault tolerance is Ray's: an actor whose process dies is restarted (its constructor
+loads the model again) and the unit it held is retried on it, up to ``UNIT_RETRIES``
+times; a unit that still fails comes back as error rows, so no file is lost. The driver
+takes each unit's result once, by its index, so none is counted twice.
+
+Memory stays bounded: at most ``IN_FLIGHT_PER_WORKER`` units per actor are submitted,
+and results are handed on in the order of the tasks (a plain run's order) from a
+reorder buffer that the same window bounds; an archive never sits in the driver.
+
+Threads: everything here runs on the caller's thread; the actors are other processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ser_live import __version__
+from ser_live.analysis import EngineOptions, FileResult, Task, analyze_run, voice_runs
+from ser_live.errors import SerLiveError
+
+RAY_MISSING = "--ray needs Ray: pip install 'ser-live[cluster]'"
+UNIT_RETRIES = 2  # a unit whose actor dies is tried this many more times
+IN_FLIGHT_PER_WORKER = 2  # one running and one queued: no actor waits on the driver
+LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # results are small; Ray's default takes 30% of RAM
+
+
+class _Analyser:
+    """A Ray actor: one engine, loaded once, analysing one unit of work at a time."""
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.engine = options.build()
+
+    def version(self) -> str:
+        return __version__
+
+    def analyse(self, run: list[Task]) -> list[FileResult]:
+        return analyze_run(run, self.engine)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise SerLiveError(RAY_MISSING) from None
+    return ray
+
+
+def connect(address: str, workers: int | None = None) -> int:
+    """Join (or, for ``local``, start) a Ray cluster; returns its CPU count.
+
+    ``local``: a private instance for this run, ``workers`` CPUs (default: this machine's);
+    ``auto``: the cluster ``ray start`` runs on this machine; ``ray://HOST:PORT``: a remote
+    one through Ray Client; ``HOST:PORT``: a cluster's GCS address.
+    """
+    # Ray reads these once, as it is imported.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second
+    _send_token_if_any()
+    ray = _import_ray()
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    try:
+        if address == "local":
+            ray.init(
+                address="local",
+                num_cpus=workers,
+                include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                **quiet,
+            )
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SerLiveError(f"--ray {address}: cannot join the cluster ({reason})") from None
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _send_token_if_any() -> None:
+    """Token mode where a Ray token is at hand and no mode is set: ``ray start`` (Ray
+    2.52 on) turns token authentication on when it finds a token, but a driver that
+    joins by address sends its token only in token mode. A cluster without
+    authentication ignores the token."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def disconnect() -> None:
+    ray = _import_ray()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _start_actors(ray, options: EngineOptions, count: int) -> list:
+    actor_class = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=UNIT_RETRIES)(_Analyser)
+    actors = [actor_class.remote(options) for _ in range(count)]
+    try:
+        versions = ray.get([actor.version.remote() for actor in actors])
+    except ray.exceptions.RayError as exc:
+        raise SerLiveError(
+            f"the Ray workers cannot run ser-live ({_last_line(exc)}); install "
+            f"ser-live[cluster] {__version__} on every node"
+        ) from None
+    other = sorted({v for v in versions if v != __version__})
+    if other:
+        raise SerLiveError(
+            f"the Ray workers run ser-live {', '.join(other)}, this is {__version__}: "
+            "install the same version on every node"
+        )
+    return actors
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def analyze_on_ray(
+    tasks: list[Task], options: EngineOptions, workers: int | None = None
+) -> Iterator[FileResult]:
+    """Results of ``tasks`` in their order, analysed by ``workers`` actors (default: one
+    per CPU of the cluster ``connect`` joined)."""
+    ray = _import_ray()
+    runs = voice_runs(tasks)
+    if not runs:
+        return
+    count = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(runs))
+    actors = _start_actors(ray, options, count)
+    load = {index: 0 for index in range(count)}  # units submitted to each actor, not back
+    in_flight: dict[object, tuple[int, int]] = {}  # ref -> (unit index, actor index)
+    finished: dict[int, list[FileResult]] = {}
+    window = IN_FLIGHT_PER_WORKER * count
+    next_unit = next_out = 0
+    try:
+        while next_out < len(runs):
+            while next_unit < len(runs) and next_unit < next_out + window:
+                actor = min(load, key=load.__getitem__)
+                if load[actor] >= IN_FLIGHT_PER_WORKER:
+                    break
+                ref = actors[actor].analyse.remote(runs[next_unit])
+                in_flight[ref] = (next_unit, actor)
+                load[actor] += 1
+                next_unit += 1
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                unit, actor = in_flight.pop(ref)
+                load[actor] -= 1
+                try:
+                    finished[unit] = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    tries = UNIT_RETRIES + 1
+                    reason = f"lost on the cluster after {tries} tries: {_last_line(exc)}"
+                    finished[unit] = [
+                        FileResult(str(t.path), t.channel, error=f"{t.path}: {reason}")
+                        for t in runs[unit]
+                    ]
+            while next_out in finished:
+                yield from finished.pop(next_out)
+                next_out += 1
+    finally:  # also on Ctrl-C and on an early close: the actors' work is not wanted
+        for actor in actors:
+            ray.kill(actor)

@@ -1,0 +1,263 @@
+"""``analyze --ray``, ``--resume`` and ``--manifest``: on a real local Ray cluster that
+the tests start (``ray start --head`` on 127.0.0.1, 2 CPUs) and stop, against plain
+runs of the same files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import CORPUS, IN_CI, assert_one_line_error, run_cli
+
+from ser_live import SAMPLE_RATE
+from ser_live.analysis import find_audio_files
+from ser_live.audio_io import load_audio
+
+if not IN_CI:  # CI installs the [cluster] extra (make test): there, no Ray is a failure
+    pytest.importorskip("ray", reason="the [cluster] extra; make test installs it")
+
+BIN = Path(sys.executable).parent
+CLIPS = sorted(find_audio_files([CORPUS]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address."""
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    ray = str(BIN / "ray")
+    start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
+    start += ["--num-cpus=2", "--include-dashboard=false", "--object-store-memory=100000000"]
+    proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def _archive(folder: Path, n_files: int, clips_per_file: int) -> Path:
+    """``n_files`` recordings of real speech: fixture clips one after another with
+    pauses, each file a different run of clips."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    clips = [load_audio(path) for path in CLIPS]
+    for k in range(n_files):
+        pieces = [clips[(k + j) % len(clips)] for j in range(clips_per_file)]
+        audio = np.concatenate([p for clip in pieces for p in (clip, pause)])
+        sf.write(folder / f"call_{k:03d}.flac", audio, SAMPLE_RATE)
+    return folder
+
+
+def _stereo_call(path: Path) -> Path:
+    a, b = load_audio(CLIPS[0]), load_audio(CLIPS[5])
+    n = len(a) + len(b) + SAMPLE_RATE
+    left, right = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    left[: len(a)] = a
+    right[len(a) + SAMPLE_RATE // 2 : len(a) + SAMPLE_RATE // 2 + len(b)] = b
+    sf.write(path, np.column_stack([left, right]), SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+def _outputs(folder: Path, stem: str) -> list[str]:
+    names = ("timeline", "summary", "cues")
+    return [f"--{name}={folder / f'{stem}_{name}.csv'}" for name in names]
+
+
+def _read(folder: Path, stem: str) -> dict[str, str]:
+    return {
+        name: (folder / f"{stem}_{name}.csv").read_text()
+        for name in ("timeline", "summary", "cues")
+    }
+
+
+def _start_cli(*args: str) -> subprocess.Popen:
+    exe = shutil.which("ser-live", path=str(BIN)) or "ser-live"
+    return subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _rows(path: Path) -> int:
+    return max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_a_ray_run_gives_what_a_plain_run_gives(cluster, tmp_path):
+    """Every option a plain run takes, through the cluster: the same rows, to the digit."""
+    files = _archive(tmp_path / "archive", 3, 2)
+    call = _stereo_call(files / "stereo_call.wav")
+    for options in (
+        ["--channels=split"],
+        ["--calibrate"],
+        ["--voice-per-folder", "--channels=split"],
+    ):
+        inputs = [str(files), str(CORPUS / "ravdess"), str(call)]
+        plain = run_cli("analyze", *inputs, *options, *_outputs(tmp_path, "plain"))
+        assert plain.returncode == 0, plain.stderr
+        on_ray = run_cli(
+            "analyze", *inputs, *options, *_outputs(tmp_path, "ray"), f"--ray={cluster}"
+        )
+        assert on_ray.returncode == 0, on_ray.stderr
+        assert _read(tmp_path, "ray") == _read(tmp_path, "plain"), options
+        assert _rows(tmp_path / "ray_summary.csv") >= 12
+
+
+def test_a_private_local_instance_and_a_bad_file(tmp_path):
+    """``--ray local`` starts its own Ray; a file that is not audio gives an error row
+    and the others finish."""
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for clip in CLIPS[:3]:
+        shutil.copy(clip, folder / clip.name)
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    proc = run_cli("analyze", str(folder), *_outputs(tmp_path, "ray"), "--ray=local", "--jobs=1")
+    assert proc.returncode == 3, proc.stderr  # one failed, the rest analysed
+    assert_one_line_error(proc)
+    rows = (tmp_path / "ray_summary.csv").read_text().splitlines()[1:]
+    assert len(rows) == 4
+    broken = [row for row in rows if "broken.wav" in row]
+    assert len(broken) == 1 and broken[0].split(",")[-1]  # its error cell says why
+    assert sum(row.split(",")[-1] == "" for row in rows) == 3
+
+
+def _analyser_processes() -> list[int]:
+    """The pids of the Ray actors analysing a unit of work right now."""
+    busy = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::_Analyser.analyse"):
+            busy.append(int(entry.name))
+    return busy
+
+
+def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
+    files = _archive(tmp_path / "archive", 16, 6)
+    plain = run_cli("analyze", str(files), *_outputs(tmp_path, "plain"))
+    assert plain.returncode == 0, plain.stderr
+    run = _start_cli("analyze", str(files), *_outputs(tmp_path, "ray"), f"--ray={cluster}")
+    _wait_for(lambda: _analyser_processes() or run.poll() is not None, 120, "a busy actor")
+    killed = _analyser_processes()
+    assert killed, "the run ended before an actor was seen at work"
+    os.kill(killed[0], signal.SIGKILL)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
+
+
+@pytest.mark.parametrize("where", ["plain", "ray"])
+def test_an_interrupted_run_resumed_gives_the_uninterrupted_outputs(cluster, tmp_path, where):
+    files = _archive(tmp_path / "archive", 40, 3)
+    call = _stereo_call(files / "stereo_call.wav")
+    base = ["analyze", str(files), str(call), "--channels=split"]
+    whole = run_cli(*base, *_outputs(tmp_path, "whole"))
+    assert whole.returncode == 0, whole.stderr
+    via = [f"--ray={cluster}"] if where == "ray" else ["--jobs=2"]
+    run = _start_cli(*base, *_outputs(tmp_path, "cut"), *via)
+    summary = tmp_path / "cut_summary.csv"
+    _wait_for(lambda: _rows(summary) >= 3 or run.poll() is not None, 120, "the first rows")
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "--resume" in stderr
+    cut = _read(tmp_path, "cut")
+    total = _rows(tmp_path / "whole_summary.csv")
+    assert 3 <= cut["summary"].count("\n") - 1 < total, "interrupted before the end"
+    # Whatever was written is whole files: each summary row's file has all its rows.
+    for name, text in cut.items():
+        whole_text = _read(tmp_path, "whole")[name]
+        assert whole_text.startswith(text), name
+    resumed = run_cli(*base, *_outputs(tmp_path, "cut"), *via, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stderr
+    assert _read(tmp_path, "cut") == _read(tmp_path, "whole")
+
+
+def test_resume_drops_a_half_written_row_and_retries_failed_files(tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    for clip in CLIPS[:4]:
+        shutil.copy(clip, folder / clip.name)
+    outputs = [f"--summary={tmp_path / 's.csv'}", f"--timeline={tmp_path / 't.csv'}"]
+    assert run_cli("analyze", str(folder), *outputs).returncode == 0
+    whole = (tmp_path / "s.csv").read_text(), (tmp_path / "t.csv").read_text()
+    # A hard kill mid-row, and a file that failed for a reason since mended.
+    text = whole[0].splitlines(keepends=True)
+    first = text[1].split(",")[0]
+    failed = f"{first},{','.join([''] * 11)},{first}: a network share went away\n"
+    (tmp_path / "s.csv").write_text(text[0] + failed + "".join(text[2:])[:-15])
+    proc = run_cli("analyze", str(folder), *outputs, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    rows = sorted((tmp_path / "s.csv").read_text().splitlines())
+    assert rows == sorted(whole[0].splitlines())
+    assert sorted((tmp_path / "t.csv").read_text().splitlines()) == sorted(whole[1].splitlines())
+
+
+def test_resume_needs_a_summary_with_the_same_columns(tmp_path):
+    proc = run_cli("analyze", str(CLIPS[0]), "--resume")
+    assert proc.returncode == 1 and "--summary" in proc.stderr
+    assert_one_line_error(proc)
+    summary = tmp_path / "s.csv"
+    summary.write_text("file,something,else\n")
+    proc = run_cli("analyze", str(CLIPS[0]), "--resume", f"--summary={summary}")
+    assert proc.returncode == 1 and "other columns" in proc.stderr
+    assert_one_line_error(proc)
+
+
+def test_a_manifest_lists_the_files(tmp_path):
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    for clip in CLIPS[:3]:
+        shutil.copy(clip, folder / clip.name)
+    text = tmp_path / "list.txt"
+    text.write_text(f"# the archive\ncalls/{CLIPS[0].name}\n\n{folder / CLIPS[1].name}\n")
+    table = tmp_path / "list.csv"
+    table.write_text(f"id,path\n7,calls/{CLIPS[2].name}\n")
+    summary = tmp_path / "s.csv"
+    proc = run_cli("analyze", f"--manifest={text}", f"--manifest={table}", f"--summary={summary}")
+    assert proc.returncode == 0, proc.stderr
+    names = [Path(row.split(",")[0]).name for row in summary.read_text().splitlines()[1:]]
+    assert names == [CLIPS[0].name, CLIPS[1].name, CLIPS[2].name]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file\nx.wav\n")
+    proc = run_cli("analyze", f"--manifest={bad}")
+    assert proc.returncode == 1 and "'path' column" in proc.stderr
+    assert_one_line_error(proc)
+
+
+def test_without_ray_the_option_says_what_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['ray'] = None\n"  # as if Ray were not installed
+        "from ser_live.cli import main\n"
+        f"sys.exit(main(['analyze', {str(CLIPS[0])!r}, '--ray=local']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    assert "pip install 'ser-live[cluster]'" in proc.stderr
