@@ -4,13 +4,16 @@ Ray does the distributing: one actor per worker CPU builds the engine once and a
 units of work (one file, one channel of a stereo call, or one voice's files in turn, as
 ``analysis.voice_runs`` cuts them) with the very function a plain run uses
 (``analysis.analyze_run``), so results are the same to the bit on the same CPU kind.
+Short units travel to an actor in batches (``batches``): per Ray task, the driver and
+the actor spend about what a short clip's analysis costs.
 
 Fault tolerance is Ray's: an actor whose process dies is restarted (its constructor
-loads the model again) and the unit it held is retried on it, up to ``UNIT_RETRIES``
-times; a unit that still fails comes back as error rows, so no file is lost. The driver
-takes each unit's result once, by its index, so none is counted twice.
+loads the model again) and the batch it held is retried on it, up to ``UNIT_RETRIES``
+times. A batch that still fails is tried again one unit at a time, so that only the
+unit that kills its worker ends as an error row; no file is lost. The driver takes each
+batch's result once, by its index, so none is counted twice.
 
-Memory stays bounded: at most ``IN_FLIGHT_PER_WORKER`` units per actor are submitted,
+Memory stays bounded: at most ``IN_FLIGHT_PER_WORKER`` batches per actor are submitted,
 and results are handed on in the order of the tasks (a plain run's order) from a
 reorder buffer that the same window bounds; an archive never sits in the driver.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +35,10 @@ from ser_live.errors import SerLiveError
 RAY_MISSING = "--ray needs Ray: pip install 'ser-live[cluster]'"
 UNIT_RETRIES = 2  # a unit whose actor dies is tried this many more times
 IN_FLIGHT_PER_WORKER = 2  # one running and one queued: no actor waits on the driver
+# Short clips go to an actor several at a time: one Ray task costs about a millisecond of
+# the driver's and the actor's time, a 3-second clip about ten.
+BATCH_BYTES = 1_000_000  # about 30 s of 16-bit audio, minutes of compressed
+BATCH_FILES = 32
 LOCAL_OBJECT_STORE_BYTES = 128 * 1024**2  # results are small; Ray's default takes 30% of RAM
 
 
@@ -43,8 +51,8 @@ class _Analyser:
     def version(self) -> str:
         return __version__
 
-    def analyse(self, run: list[Task]) -> list[FileResult]:
-        return analyze_run(run, self.engine)
+    def analyse(self, batch: list[list[Task]]) -> list[FileResult]:
+        return [result for run in batch for result in analyze_run(run, self.engine)]
 
 
 def _import_ray():
@@ -127,45 +135,91 @@ def _last_line(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def batches(runs: list[list[Task]]) -> list[list[list[Task]]]:
+    """Consecutive units of work gathered into batches of about ``BATCH_BYTES`` of files
+    (at most ``BATCH_FILES``); a long recording is a batch of its own."""
+    out: list[list[list[Task]]] = []
+    size = count = 0
+    for run in runs:
+        run_size = sum(_file_size(task.path) for task in run)
+        if out and size + run_size <= BATCH_BYTES and count + len(run) <= BATCH_FILES:
+            out[-1].append(run)
+            size += run_size
+            count += len(run)
+        else:
+            out.append([run])
+            size, count = run_size, len(run)
+    return out
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0  # the analysis reports why
+
+
 def analyze_on_ray(
     tasks: list[Task], options: EngineOptions, workers: int | None = None
 ) -> Iterator[FileResult]:
     """Results of ``tasks`` in their order, analysed by ``workers`` actors (default: one
     per CPU of the cluster ``connect`` joined)."""
     ray = _import_ray()
-    runs = voice_runs(tasks)
-    if not runs:
+    units = batches(voice_runs(tasks))
+    if not units:
         return
-    count = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(runs))
+    count = min(workers or max(1, int(ray.cluster_resources().get("CPU", 1))), len(units))
     actors = _start_actors(ray, options, count)
-    load = {index: 0 for index in range(count)}  # units submitted to each actor, not back
-    in_flight: dict[object, tuple[int, int]] = {}  # ref -> (unit index, actor index)
+    load = {index: 0 for index in range(count)}  # jobs submitted to each actor, not back
+    # A job: (unit index, None) for the whole batch, or (unit, k) for its k-th run alone,
+    # once the batch as a whole failed.
+    retry: deque[tuple[int, int]] = deque()
+    in_flight: dict[object, tuple[int, int | None, int]] = {}  # ref -> (unit, k, actor)
+    parts: dict[int, dict[int, list[FileResult]]] = {}  # a split batch's runs back so far
     finished: dict[int, list[FileResult]] = {}
     window = IN_FLIGHT_PER_WORKER * count
     next_unit = next_out = 0
     try:
-        while next_out < len(runs):
-            while next_unit < len(runs) and next_unit < next_out + window:
+        while next_out < len(units):
+            while retry or (next_unit < len(units) and next_unit < next_out + window):
                 actor = min(load, key=load.__getitem__)
                 if load[actor] >= IN_FLIGHT_PER_WORKER:
                     break
-                ref = actors[actor].analyse.remote(runs[next_unit])
-                in_flight[ref] = (next_unit, actor)
+                if retry:
+                    unit, k = retry.popleft()
+                    job = [units[unit][k]]
+                else:
+                    unit, k, job = next_unit, None, units[next_unit]
+                    next_unit += 1
+                in_flight[actors[actor].analyse.remote(job)] = (unit, k, actor)
                 load[actor] += 1
-                next_unit += 1
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                unit, actor = in_flight.pop(ref)
+                unit, k, actor = in_flight.pop(ref)
                 load[actor] -= 1
                 try:
-                    finished[unit] = ray.get(ref)
+                    results = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    tries = UNIT_RETRIES + 1
-                    reason = f"lost on the cluster after {tries} tries: {_last_line(exc)}"
-                    finished[unit] = [
-                        FileResult(str(t.path), t.channel, error=f"{t.path}: {reason}")
-                        for t in runs[unit]
+                    if k is None and len(units[unit]) > 1:  # find the run that fails
+                        parts[unit] = {}
+                        retry.extend((unit, j) for j in range(len(units[unit])))
+                        continue
+                    reason = f"lost on the cluster after {UNIT_RETRIES + 1} tries"
+                    job = units[unit] if k is None else [units[unit][k]]
+                    results = [
+                        FileResult(
+                            str(t.path), t.channel, error=f"{t.path}: {reason}: {_last_line(exc)}"
+                        )
+                        for run in job
+                        for t in run
                     ]
+                if k is None:
+                    finished[unit] = results
+                    continue
+                parts[unit][k] = results
+                if len(parts[unit]) == len(units[unit]):
+                    split = parts.pop(unit)
+                    finished[unit] = [r for j in range(len(split)) for r in split[j]]
             while next_out in finished:
                 yield from finished.pop(next_out)
                 next_out += 1

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,16 +38,18 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address."""
-    port = _free_port()
+    """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address (``gcs``)
+    and its Ray Client address (``client``)."""
+    port, client_port = _free_port(), _free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     ray = str(BIN / "ray")
     start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
+    start += [f"--ray-client-server-port={client_port}"]
     start += ["--num-cpus=2", "--include-dashboard=false", "--object-store-memory=100000000"]
     proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     try:
-        yield f"127.0.0.1:{port}"
+        yield SimpleNamespace(gcs=f"127.0.0.1:{port}", client=f"ray://127.0.0.1:{client_port}")
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
@@ -116,11 +119,20 @@ def test_a_ray_run_gives_what_a_plain_run_gives(cluster, tmp_path):
         plain = run_cli("analyze", *inputs, *options, *_outputs(tmp_path, "plain"))
         assert plain.returncode == 0, plain.stderr
         on_ray = run_cli(
-            "analyze", *inputs, *options, *_outputs(tmp_path, "ray"), f"--ray={cluster}"
+            "analyze", *inputs, *options, *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}"
         )
         assert on_ray.returncode == 0, on_ray.stderr
         assert _read(tmp_path, "ray") == _read(tmp_path, "plain"), options
         assert _rows(tmp_path / "ray_summary.csv") >= 12
+
+
+def test_a_remote_cluster_through_ray_client(cluster, tmp_path):
+    """``--ray ray://HOST:PORT``, as from a laptop to a cluster's head."""
+    plain = run_cli("analyze", str(CORPUS), *_outputs(tmp_path, "plain"))
+    assert plain.returncode == 0, plain.stderr
+    remote = run_cli("analyze", str(CORPUS), *_outputs(tmp_path, "ray"), f"--ray={cluster.client}")
+    assert remote.returncode == 0, remote.stderr
+    assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
 
 
 def test_a_private_local_instance_and_a_bad_file(tmp_path):
@@ -160,7 +172,7 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     files = _archive(tmp_path / "archive", 16, 6)
     plain = run_cli("analyze", str(files), *_outputs(tmp_path, "plain"))
     assert plain.returncode == 0, plain.stderr
-    run = _start_cli("analyze", str(files), *_outputs(tmp_path, "ray"), f"--ray={cluster}")
+    run = _start_cli("analyze", str(files), *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}")
     _wait_for(lambda: _analyser_processes() or run.poll() is not None, 120, "a busy actor")
     killed = _analyser_processes()
     assert killed, "the run ended before an actor was seen at work"
@@ -177,7 +189,7 @@ def test_an_interrupted_run_resumed_gives_the_uninterrupted_outputs(cluster, tmp
     base = ["analyze", str(files), str(call), "--channels=split"]
     whole = run_cli(*base, *_outputs(tmp_path, "whole"))
     assert whole.returncode == 0, whole.stderr
-    via = [f"--ray={cluster}"] if where == "ray" else ["--jobs=2"]
+    via = [f"--ray={cluster.gcs}"] if where == "ray" else ["--jobs=2"]
     run = _start_cli(*base, *_outputs(tmp_path, "cut"), *via)
     summary = tmp_path / "cut_summary.csv"
     _wait_for(lambda: _rows(summary) >= 3 or run.poll() is not None, 120, "the first rows")
