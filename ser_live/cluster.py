@@ -72,7 +72,6 @@ def connect(address: str, workers: int | None = None) -> int:
     """
     # Ray reads these once, as it is imported.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second
     _send_token_if_any()
     ray = _import_ray()
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
