@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ser_live import SAMPLE_RATE
+from ser_live.features import DEFAULT_SETTINGS
 from ser_live.vad import FRAME_MS, FRAME_SAMPLES
 
 #: The VAD's grid, on which talk, overlaps and silences are measured.
@@ -51,6 +52,9 @@ class Activity:
     speech: np.ndarray  # bool, one per 30 ms frame
     level_db: np.ndarray  # float32, one per 10 ms
     voiced: np.ndarray  # bool, one per 10 ms: few zero crossings, as in a vowel
+    #: The engine's pitch track (YIN, semitones above 55 Hz), one per 10 ms; NaN where the
+    #: engine computed none (windows without speech).
+    pitch_st: np.ndarray | None = None
     #: Syllable nuclei counted per turn, (first, end) 10 ms frame -> count; shared by the
     #: snapshots of one side (see ``pace``).
     nuclei: dict = field(default_factory=dict, compare=False)
@@ -77,6 +81,13 @@ class Growing:
         self._data[self.size : need] = values
         self.size = need
 
+    def write(self, start: int, values: np.ndarray) -> None:
+        """Overwrite what is already there from ``start`` (what lies outside is dropped)."""
+        first = max(0, start)
+        last = min(self.size, start + len(values))
+        if last > first:
+            self._data[first:last] = values[first - start : last - start]
+
     def copy(self) -> np.ndarray:
         return self._data[: self.size].copy()
 
@@ -96,6 +107,7 @@ class SideActivity:
             self._speech = Growing(bool)
             self._levels = Growing(np.float32)
             self._voiced = Growing(bool)
+            self._pitch = Growing(np.float32)
             self._carry = np.zeros(0, dtype=np.float32)
             self._nuclei: dict = {}
 
@@ -111,6 +123,14 @@ class SideActivity:
             self._speech.extend(np.asarray(decisions, dtype=bool))
             self._levels.extend(level)
             self._voiced.extend(crossings < VOICED_MAX_CROSSINGS)
+            self._pitch.extend(np.full(len(level), np.nan, np.float32))
+
+    def add_pitch(self, ago_s: float, semitones: np.ndarray) -> None:
+        """The engine's pitch of 10 ms frames, the first of which starts ``ago_s`` before
+        the end of what was fed."""
+        with self._lock:
+            start = self._pitch.size - round(ago_s / ENVELOPE_S)
+            self._pitch.write(start, np.asarray(semitones, np.float32))
 
     @property
     def end_s(self) -> float:
@@ -127,13 +147,14 @@ class SideActivity:
                 per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
                 self._levels.extend(np.full(gap * per_frame, -120.0, np.float32))
                 self._voiced.extend(np.zeros(gap * per_frame, bool))
+                self._pitch.extend(np.full(gap * per_frame, np.nan, np.float32))
 
     def snapshot(self) -> Activity:
         with self._lock:
             speech, levels, voiced = self._speech.copy(), self._levels.copy(), self._voiced.copy()
-            offset, nuclei = self.offset_s, self._nuclei
+            pitch, offset, nuclei = self._pitch.copy(), self.offset_s, self._nuclei
         speech = without_hangover(speech, self.hangover_frames)
-        return Activity(offset, speech, levels, voiced, nuclei)
+        return Activity(offset, speech, levels, voiced, pitch, nuclei)
 
 
 def without_hangover(speech: np.ndarray, hangover_frames: int) -> np.ndarray:
@@ -167,6 +188,8 @@ class SideCues:
     pace_syll_per_s: float | None  # syllable nuclei per second of this side's speech
     level_dbfs: float | None  # the median level of this side's speech
     loudness_db: float | None  # a rolling span's speech level against the whole session
+    pitch_hz: float | None  # the median pitch of this side's voiced speech
+    pitch_st: float | None  # a rolling span's pitch against the whole session, semitones
 
     def as_row(self) -> dict[str, str]:
         def fmt(value, digits=2):
@@ -183,6 +206,8 @@ class SideCues:
             "pace_syll_per_s": fmt(self.pace_syll_per_s),
             "level_dbfs": fmt(self.level_dbfs, 1),
             "loudness_db": fmt(self.loudness_db, 1),
+            "pitch_hz": fmt(self.pitch_hz, 0),
+            "pitch_st": fmt(self.pitch_st, 1),
         }
 
 
@@ -240,6 +265,8 @@ def conversation_cues(
             pace_syll_per_s=pace(activities[side], span_s, settings),
             level_dbfs=median_level(activities[side], span_s),
             loudness_db=None if last_s is None else loudness(activities[side], span_s),
+            pitch_hz=_hz(median_pitch(activities[side], span_s)),
+            pitch_st=None if last_s is None else pitch_shift(activities[side], span_s),
         )
     return out
 
@@ -352,3 +379,33 @@ def loudness(activity: Activity, span_s: tuple[float, float]) -> float | None:
     now = median_level(activity, span_s)
     usual = median_level(activity, (activity.offset_s, activity.end_s))
     return None if now is None or usual is None else now - usual
+
+
+#: Under this much voiced speech with a pitch, a span has no pitch cue.
+MIN_PITCH_S = 1.0
+
+
+def median_pitch(activity: Activity, span_s: tuple[float, float]) -> float | None:
+    """The median pitch of the side's voiced speech within ``span_s``, in semitones above
+    55 Hz; None with under ``MIN_PITCH_S`` of it."""
+    if activity.pitch_st is None:
+        return None
+    levels, speech, voiced = _speech_levels(activity, span_s)
+    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
+    pitch = activity.pitch_st[first : first + len(levels)]
+    n = min(len(pitch), len(speech))
+    keep = speech[:n] & voiced[:n] & ~np.isnan(pitch[:n])
+    if keep.sum() * ENVELOPE_S < MIN_PITCH_S:
+        return None
+    return float(np.median(pitch[:n][keep]))
+
+
+def pitch_shift(activity: Activity, span_s: tuple[float, float]) -> float | None:
+    """The median pitch within ``span_s`` against the side's whole session, semitones."""
+    now = median_pitch(activity, span_s)
+    usual = median_pitch(activity, (activity.offset_s, activity.end_s))
+    return None if now is None or usual is None else now - usual
+
+
+def _hz(semitones: float | None) -> float | None:
+    return None if semitones is None else DEFAULT_SETTINGS.f0_ref_hz * 2.0 ** (semitones / 12.0)

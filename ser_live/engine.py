@@ -226,6 +226,9 @@ class Engine:
         self._verdicts.feed_audio(samples)
         windows = self.frontend.feed(samples)
         self.activity.feed(samples, self.frontend.decisions)
+        for window in windows:
+            if window.features is not None:  # its frames' pitch, for the voice cue
+                self.activity.add_pitch(self.stream_s - window.start_s, window.features[:, -1])
         if windows:
             self._next_window_s = windows[-1].start_s + self.frontend.hop_s
         if self.shifter is None:

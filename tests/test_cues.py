@@ -243,3 +243,29 @@ def test_analyze_cues_of_a_stereo_call_one_row_per_side(tmp_path):
     assert run_cli("analyze", str(SPEECH_CLIP), "--cues", str(mono)).returncode == 0
     (row,) = read_rows(mono)
     assert row["side"] == "mix" and row["talk_share"] == "1.000" and row["interruptions"] == "0"
+
+
+def test_pitch_against_the_voices_own_baseline(engine):
+    """The same sentence, then raised by 3 semitones: the rolling pitch cue says +3 against
+    that span alone, and the session's median lies between."""
+    import soxr
+
+    from ser_live.cues import median_pitch
+
+    clip = speech_only(RAVDESS / "Actor_01" / "03-01-05-02-01-01-01.flac")
+    raised = soxr.resample(clip, SAMPLE_RATE, SAMPLE_RATE / 2 ** (3 / 12)).astype(np.float32)
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    stream = np.concatenate([gap, clip, clip, gap, raised, raised, gap])
+    for i in range(0, len(stream), 320):
+        engine.feed(stream[i : i + 320])
+    activity = engine.activity.snapshot()
+    first_end = (len(gap) + 2 * len(clip)) / SAMPLE_RATE
+    before = median_pitch(activity, (0.0, first_end))
+    after = median_pitch(activity, (first_end + 1.0, activity.end_s))
+    assert before is not None and after is not None
+    assert after - before == pytest.approx(3.0, abs=0.6)
+    last_s = activity.end_s - first_end - 1.0
+    (side,) = conversation_cues({"you": activity}, last_s=last_s).values()
+    session = conversation_cues({"you": activity})["you"]
+    assert 0.8 < side.pitch_st < 3.0  # the session's median lies between the two
+    assert 80 < session.pitch_hz < 400 and session.pitch_st is None

@@ -276,6 +276,7 @@ class EmotionPanel(QtWidgets.QFrame):
             f"overlaps {recent.overlaps}",
             f"interrupts {recent.interruptions}",
             part(recent.loudness_db, "loudness {:+.0f} dB"),
+            part(recent.pitch_st, "pitch {:+.1f} st"),
         ]
         self.cues.setText("last minute: " + " · ".join(p for p in pieces if p))
 
