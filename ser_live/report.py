@@ -20,6 +20,7 @@ from ser_live.review import (
     SessionRecord,
     SideSummary,
     Track,
+    cues_text,
     dominant,
     summarise_all,
 )
@@ -159,6 +160,8 @@ def side_html(record: SessionRecord, summary: SideSummary) -> str:
         for p in found
     )
     top = dominant(summary)
+    cues = cues_text(record.cues.get(summary.speaker, {}))
+    cue_html = f"<h3>Call cues</h3><p>{_esc(' · '.join(cues))}</p>" if cues else ""
     return f"""
 <h2>{_esc(summary.speaker)}</h2>
 <p class="note">source: {_esc(track.source)}</p>
@@ -168,6 +171,7 @@ def side_html(record: SessionRecord, summary: SideSummary) -> str:
 </table>
 {shares_svg(summary)}
 <table><tr><th>emotion</th><th>share of speech</th><th>mean probability</th></tr>{rows}</table>
+{cue_html}
 <h3>Timeline</h3>
 {timeline_svg(track, labels, record.duration_s, [n.at_s for n in mine])}
 <h3>Strongest moments</h3>

@@ -75,6 +75,9 @@ class SessionRecord:
     tracks: dict[str, Track]
     notes: list[Note] = field(default_factory=list)
     started: str = ""  # the first row's wall-clock timestamp, where the log has one
+    #: Each side's call cues over the whole session, from the cues CSV beside the log
+    #: (``NAME-cues.csv``, its last session row per side); empty without one.
+    cues: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def markers(self) -> list[Note]:
@@ -168,7 +171,46 @@ def load_session(path: str | Path) -> SessionRecord:
         )
     notes = [n for n in notes if n.at_s == n.at_s]  # rows without a time say nothing
     started = next((r.get("timestamp", "") for r in rows if r.get("timestamp")), "")
-    return SessionRecord(path, labels, tracks, notes, started)
+    return SessionRecord(path, labels, tracks, notes, started, load_cues(path))
+
+
+def load_cues(log_path: Path) -> dict[str, dict[str, str]]:
+    """The last whole-session cues row of each side in the cues CSV beside a session log
+    (``listen`` and the app write it); empty where there is none or it is unreadable."""
+    from ser_live.conversation import cues_path
+
+    companion = cues_path(log_path)
+    cues: dict[str, dict[str, str]] = {}
+    try:
+        with open(companion, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("span") == "session" and row.get("side"):
+                    cues[_text(row["side"])] = row
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    return cues
+
+
+def cues_text(row: dict[str, str]) -> list[str]:
+    """A side's session cues as short phrases, for the review window and the report."""
+
+    def cell(name: str, text: str) -> str | None:
+        value = row.get(name) or ""
+        try:
+            return text.format(float(value)) if value else None
+        except ValueError:
+            return None
+
+    found = [
+        cell("talk_share", "talk share {:.0%}"),
+        cell("talk_s", "talk {:.0f} s"),
+        cell("overlaps", "overlaps {:.0f}"),
+        cell("interruptions", "interruptions {:.0f}"),
+        cell("longest_silence_s", "longest silence {:.1f} s"),
+        cell("pace_syll_per_s", "pace {:.1f} syl/s"),
+        cell("pitch_hz", "pitch {:.0f} Hz"),
+    ]
+    return [f for f in found if f]
 
 
 def peaks(track: Track, emotion: str, labels: list[str], count: int = 3) -> list[Peak]:

@@ -4,6 +4,7 @@ read back, summarised and reported (``ser-live report``)."""
 from __future__ import annotations
 
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -50,6 +51,13 @@ def two_sided_log(tmp_path_factory, classifier) -> Path:
         side._thread.join(60)
         assert side.error is None
     log.close()
+    # The cues CSV beside the log, as listen and the app write it.
+    from ser_live.conversation import CallMonitor, cues_path
+
+    activities = {"agent": sides[0].engine.activity, "customer": sides[1].engine.activity}
+    monitor = CallMonitor(activities, [], cues_csv=cues_path(folder / "session.csv"))
+    monitor.poll(final=True)
+    monitor.close()
     return folder / "session.csv"
 
 
@@ -94,6 +102,9 @@ def test_report_command_writes_a_self_contained_html(two_sided_log, tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "src=" not in page and "href=" not in page  # nothing outside the file
     assert "customer escalated" in page
+    assert page.count("<h3>Call cues</h3>") == 2  # from session-cues.csv beside the log
+    shares = [float(x) for x in re.findall(r"talk share (\d+)%", page)]
+    assert len(shares) == 2 and sum(shares) == pytest.approx(100, abs=1.5)
 
 
 def test_report_reads_an_analyze_timeline(tmp_path):

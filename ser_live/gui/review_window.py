@@ -17,7 +17,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ser_live.errors import SerLiveError
 from ser_live.report import EMOTION_COLOURS, clock, write_report
-from ser_live.review import SessionRecord, dominant, load_session, summarise_all
+from ser_live.review import SessionRecord, cues_text, dominant, load_session, summarise_all
 
 #: Seconds of session shown around a marker that is clicked.
 MARKER_SPAN_S = 30.0
@@ -125,6 +125,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
             shares = ", ".join(
                 f"{label} {share:.0%}" for label, share in s.shares.items() if share >= 0.005
             )
+            cues = cues_text(self.record.cues.get(s.speaker, {}))
             moments = "; ".join(
                 f"{p.emotion} {p.probability:.2f} at {clock(p.start_s)}"
                 for found in s.peaks.values()
@@ -135,6 +136,7 @@ class ReviewWindow(QtWidgets.QMainWindow):
                 + (f", mostly <b>{top}</b>" if top else ", no speech")
                 + (f"<br>{shares}" if shares else "")
                 + (f"<br>strongest: {moments}" if moments else "")
+                + (f"<br>cues: {html.escape(', '.join(cues))}" if cues else "")
                 + "</p>"
             )
         return "".join(parts)
