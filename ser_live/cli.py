@@ -404,8 +404,6 @@ def cmd_analyze(args) -> int:
     labels = engine.labels
     split = args.channels == "split"
     outputs = BatchOutputs(labels, split, args.timeline, args.summary, args.cues)
-    if args.resume and not args.summary:
-        raise SerLiveError("--resume needs --summary: the summary records what is done")
     paths = list(args.paths)
     for manifest in args.manifest or []:
         paths.extend(read_manifest(manifest))
@@ -429,6 +427,7 @@ def cmd_analyze(args) -> int:
     todo = outputs.start(tasks, resume=args.resume)
     if args.resume and len(todo) < len(tasks):
         print(f"{PROG}: resuming: {len(tasks) - len(todo)} of {len(tasks)} done", file=sys.stderr)
+    cluster = None
     if args.ray:
         from ser_live import cluster
 
@@ -472,9 +471,7 @@ def cmd_analyze(args) -> int:
         results.close()  # stops the workers or the actors
         progress.close()
         outputs.close()
-        if args.ray:
-            from ser_live import cluster
-
+        if cluster is not None:
             cluster.disconnect()
     if analysed == 0 and (todo or not args.resume):
         return 1

@@ -63,8 +63,8 @@ def _import_ray():
     return ray
 
 
-def connect(address: str, workers: int | None = None) -> int:
-    """Join (or, for ``local``, start) a Ray cluster; returns its CPU count.
+def connect(address: str, workers: int | None = None) -> None:
+    """Join (or, for ``local``, start) a Ray cluster.
 
     ``local``: a private instance for this run, ``workers`` CPUs (default: this machine's);
     ``auto``: the cluster ``ray start`` runs on this machine; ``ray://HOST:PORT``: a remote
@@ -89,7 +89,6 @@ def connect(address: str, workers: int | None = None) -> int:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SerLiveError(f"--ray {address}: cannot join the cluster ({reason})") from None
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _send_token_if_any() -> None:

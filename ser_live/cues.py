@@ -376,8 +376,13 @@ def median_level(activity: Activity, span_s: tuple[float, float]) -> float | Non
 
 def loudness(activity: Activity, span_s: tuple[float, float]) -> float | None:
     """The median speech level within ``span_s`` against the side's whole session, dB."""
-    now = median_level(activity, span_s)
-    usual = median_level(activity, (activity.offset_s, activity.end_s))
+    return _against_session(median_level, activity, span_s)
+
+
+def _against_session(measure, activity: Activity, span_s: tuple[float, float]) -> float | None:
+    """``measure`` of ``span_s`` minus ``measure`` of the side's whole session."""
+    now = measure(activity, span_s)
+    usual = measure(activity, (activity.offset_s, activity.end_s))
     return None if now is None or usual is None else now - usual
 
 
@@ -402,9 +407,7 @@ def median_pitch(activity: Activity, span_s: tuple[float, float]) -> float | Non
 
 def pitch_shift(activity: Activity, span_s: tuple[float, float]) -> float | None:
     """The median pitch within ``span_s`` against the side's whole session, semitones."""
-    now = median_pitch(activity, span_s)
-    usual = median_pitch(activity, (activity.offset_s, activity.end_s))
-    return None if now is None or usual is None else now - usual
+    return _against_session(median_pitch, activity, span_s)
 
 
 def _hz(semitones: float | None) -> float | None:
