@@ -17,7 +17,7 @@ $(VENV)/.app: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	bash scripts/system-deps.sh --test
-	$(BIN)/pip install -q -e ".[train,cluster,dev]"
+	$(BIN)/pip install -q -e ".[train,cluster,web,dev]"
 	touch $(VENV)/.app $@
 
 run: $(VENV)/.app
@@ -50,6 +50,7 @@ bench-gui: $(VENV)/.dev
 screenshot: $(VENV)/.dev
 	bash tests/audio_env.sh
 	xvfb-run -a -s "-screen 0 1280x900x24" $(BIN)/python benchmarks/screenshot.py docs
+	$(BIN)/python benchmarks/web_screenshot.py docs
 
 # The shipped model's recipe: one 1-D CNN on all five corpora beside the checkout (or
 # DATA=...), each window's loss over the emotions its corpus has, with an utterance head

@@ -8,7 +8,7 @@ packages=(libportaudio2 libasound2-plugins pulseaudio-utils libegl1 libgl1 libgl
     libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
     libxcb-shape0 libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xinerama0 libxcb-xkb1)
 if [ "${1:-}" = "--test" ]; then
-    packages+=(pulseaudio pulseaudio-utils xvfb xauth stress-ng)
+    packages+=(pulseaudio pulseaudio-utils xvfb xauth stress-ng chromium chromium-driver)
 fi
 if [ "$(uname -s)" != Linux ]; then
     echo "system-deps: not Linux; install PortAudio with your package manager (macOS: brew install portaudio)"

@@ -104,11 +104,15 @@ class BatchOutputs:
         timeline: Path | None = None,
         summary: Path | None = None,
         cues: Path | None = None,
+        shown_names: dict[str, str] | None = None,
     ) -> None:
         from ser_live.cues import CUE_COLUMNS
 
         self.labels = labels
         self.split = split
+        # What the file column says for a file (default: its path as given); the web page
+        # shows an upload's own name for the temporary file it was written to.
+        self.shown_names = shown_names or {}
         p_cols = [f"p_{label}" for label in labels]
         first = ["file", "channel"] if split else ["file"]
         verdict = ["emotion", "confidence", *p_cols]
@@ -211,7 +215,7 @@ class BatchOutputs:
             for update in result.updates:
                 self.writers["timeline"].write(
                     [
-                        result.path,
+                        self._shown(result.path),
                         *ch,
                         f"{update.start_s:.2f}",
                         f"{update.end_s:.2f}",
@@ -228,7 +232,7 @@ class BatchOutputs:
             best = None if mean is None else int(mean.argmax())
             self.writers["summary"].write(
                 [
-                    result.path,
+                    self._shown(result.path),
                     *ch,
                     f"{result.duration_s:.2f}",
                     f"{result.speech_s:.2f}",
@@ -238,6 +242,9 @@ class BatchOutputs:
                     result.error or "",
                 ]
             )
+
+    def _shown(self, path: str) -> str:
+        return self.shown_names.get(path, path)
 
     def _add_cues(self, result: FileResult) -> None:
         """A file's cues rows once all its channels are in: the channels are the sides
@@ -254,11 +261,18 @@ class BatchOutputs:
         writer = self.writers["cues"]
         if any(r.error or r.activity is None for r in results):
             for r in results:
-                writer.write([r.path, side[id(r)], *[""] * len(CUE_COLUMNS), r.error or "no audio"])
+                writer.write(
+                    [
+                        self._shown(r.path),
+                        side[id(r)],
+                        *[""] * len(CUE_COLUMNS),
+                        r.error or "no audio",
+                    ]
+                )
             return
         cues = conversation_cues({side[id(r)]: r.activity for r in results})
         for name, c in cues.items():
-            writer.write([results[0].path, name, *c.as_row().values(), ""])
+            writer.write([self._shown(results[0].path), name, *c.as_row().values(), ""])
 
     def close(self) -> None:
         for writer in self.writers.values():

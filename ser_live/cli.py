@@ -196,6 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--out", type=Path, metavar="FILE", help="the HTML report (default: beside the log)"
     )
+
+    web = sub.add_parser(
+        "web",
+        help="serve a web page that analyses uploaded recordings (the web extra)",
+        description="Serve a local web page where recordings can be uploaded and their "
+        "analysis seen and downloaded, as analyze does (needs ser-live[web]).",
+    )
+    web.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default 127.0.0.1: this computer only)",
+    )
+    web.add_argument("--port", type=int, default=8501, help="default 8501")
+    web.add_argument(
+        "--max-upload-mb", type=int, default=200, metavar="MB", help="per file (default 200)"
+    )
     return parser
 
 
@@ -521,6 +537,12 @@ def cmd_gui(args) -> int:
     )
 
 
+def cmd_web(args) -> int:
+    from ser_live.web import serve
+
+    return serve(args.host, args.port, args.max_upload_mb)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -531,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         "analyze": cmd_analyze,
         "report": cmd_report,
         "gui": cmd_gui,
+        "web": cmd_web,
     }
     if args.command is None:
         args.model, args.file, args.second_opinion = None, None, None

@@ -1,0 +1,89 @@
+"""``ser-live web``: serve the web page (``ser_live.web_app``) with Streamlit.
+
+Streamlit runs as a child process (``python -m streamlit run``), its settings given on
+its command line so that no user or project Streamlit config can loosen them: the address
+and port, the upload limit, no file watcher, no usage statistics, no browser opened.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ser_live.errors import SerLiveError
+from ser_live.uploads import MAX_UPLOAD_ENV
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
+    app = Path(__file__).with_name("web_app.py")
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.maxUploadSize",
+        str(max_upload_mb),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.developmentMode",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--client.showErrorDetails",
+        "none",
+    ]
+
+
+def serve(host: str, port: int, max_upload_mb: int) -> int:
+    """Run the page until Ctrl-C; Streamlit's exit status."""
+    try:
+        import streamlit  # noqa: F401 - only to tell the user what is missing
+    except ImportError:
+        raise SerLiveError(
+            "the web page needs the web extra: pip install 'ser-live[web]'"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise SerLiveError(f"--port must be 1-65535, not {port}")
+    if max_upload_mb < 1:
+        raise SerLiveError("--max-upload-mb must be at least 1")
+    if not is_loopback(host):
+        print(
+            f"ser-live web: warning: listening on {host}: anyone who can reach this computer "
+            "on the network can upload recordings to it",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"ser-live web: http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
+    child = subprocess.Popen(streamlit_command(host, port, max_upload_mb), env=env)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # the child got the same Ctrl-C and stops on its own
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        return 130
