@@ -119,7 +119,7 @@ def show_side(side: SideResult, labels: list[str], two_sides: bool) -> None:
     )
     if side.cues:
         st.caption("Call cues: " + ", ".join(cues_text(side.cues)))
-    st.altair_chart(timeline_chart(side, labels), use_container_width=True)
+    st.altair_chart(timeline_chart(side, labels), width="stretch")
 
 
 def show_run(run: UploadRun) -> None:
