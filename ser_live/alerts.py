@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ser_live import EMOTIONS
@@ -77,6 +77,9 @@ DEFAULT_RULES = (
     Rule("sustained anger", "emotion", "other", "angry", 0.6, 5.0),
     Rule("long silence", "silence", threshold=10.0),
 )
+#: The defaults for a recording (``analyze``, the web page): a recording does not say
+#: which side is the other party, so the anger rule holds for any side.
+FILE_RULES = tuple(replace(r, side=None) for r in DEFAULT_RULES)
 
 
 @dataclass(frozen=True)

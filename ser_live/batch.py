@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ser_live.alerts import Alert, Rule
 from ser_live.analysis import FileResult, Task, voice_runs
 from ser_live.errors import SerLiveError
 from ser_live.session_log import TableWriter, fmt, probability_cells, safe_cell
@@ -105,6 +106,8 @@ class BatchOutputs:
         summary: Path | None = None,
         cues: Path | None = None,
         shown_names: dict[str, str] | None = None,
+        alerts: Path | None = None,
+        rules: list[Rule] | tuple[Rule, ...] = (),
     ) -> None:
         from ser_live.cues import CUE_COLUMNS
 
@@ -120,12 +123,12 @@ class BatchOutputs:
             "timeline": [*first, "start_s", "end_s", "speech", *verdict],
             "summary": [*first, "duration_s", "speech_s", *verdict, "error"],
             "cues": ["file", "side", *CUE_COLUMNS, "error"],
+            "alerts": ["file", "side", "at_s", "rule", "condition"],
         }
-        self.paths = {
-            name: path
-            for name, path in (("timeline", timeline), ("summary", summary), ("cues", cues))
-            if path is not None
-        }
+        tables = {"timeline": timeline, "summary": summary, "cues": cues, "alerts": alerts}
+        self.paths = {name: path for name, path in tables.items() if path is not None}
+        # The alert rules checked on each file's sides (``conversation.replay_alerts``).
+        self.rules = list(rules)
         self.writers: dict[str, TableWriter] = {}
         self._channels_expected: dict[str, int] = {}
         self._waiting: dict[str, list[FileResult]] = {}  # a file's channels, for its cues
@@ -203,12 +206,13 @@ class BatchOutputs:
             writer.writerows(rows)
         os.replace(partial, path)
 
-    def write(self, result: FileResult) -> None:
-        """All of one result's rows (Ctrl-C waits until they are written)."""
+    def write(self, result: FileResult) -> list[tuple[str, Alert]]:
+        """All of one result's rows (Ctrl-C waits until they are written); the alerts
+        that fired on its file (once all its channels are in), with the file's name."""
         with held_interrupts():
-            self._write(result)
+            return self._write(result)
 
-    def _write(self, result: FileResult) -> None:
+    def _write(self, result: FileResult) -> list[tuple[str, Alert]]:
         labels = self.labels
         ch = [str(result.channel + 1)] if self.split and result.channel is not None else []
         if "timeline" in self.writers:
@@ -225,8 +229,14 @@ class BatchOutputs:
                         *probability_cells(update, len(labels)),
                     ]
                 )
-        if "cues" in self.writers:
-            self._add_cues(result)
+        fired: list[tuple[str, Alert]] = []
+        whole = self._whole_file(result) if "cues" in self.writers or self.rules else None
+        if whole is not None:
+            sides = {"mix" if r.channel is None else str(r.channel + 1): r for r in whole}
+            if "cues" in self.writers:
+                self._add_cues(sides)
+            if self.rules:
+                fired = self._add_alerts(sides)
         if "summary" in self.writers:
             mean = result.speech_probabilities
             best = None if mean is None else int(mean.argmax())
@@ -242,37 +252,55 @@ class BatchOutputs:
                     result.error or "",
                 ]
             )
+        return fired
 
     def _shown(self, path: str) -> str:
         return self.shown_names.get(path, path)
 
-    def _add_cues(self, result: FileResult) -> None:
-        """A file's cues rows once all its channels are in: the channels are the sides
-        of one conversation."""
-        from ser_live.cues import CUE_COLUMNS, conversation_cues
-
+    def _whole_file(self, result: FileResult) -> list[FileResult] | None:
+        """A file's results (one per channel, in channel order) once all are in; None
+        until then. The channels are the sides of one conversation."""
         results = self._waiting.setdefault(result.path, [])
         results.append(result)
         if len(results) < self._channels_expected.get(result.path, 1):
-            return
+            return None
         del self._waiting[result.path]
-        results.sort(key=lambda r: r.channel or 0)
-        side = {id(r): "mix" if r.channel is None else str(r.channel + 1) for r in results}
+        return sorted(results, key=lambda r: r.channel or 0)
+
+    def _add_cues(self, sides: dict[str, FileResult]) -> None:
+        from ser_live.cues import CUE_COLUMNS, conversation_cues
+
         writer = self.writers["cues"]
-        if any(r.error or r.activity is None for r in results):
-            for r in results:
-                writer.write(
+        if any(r.error or r.activity is None for r in sides.values()):
+            for name, r in sides.items():
+                row = [self._shown(r.path), name, *[""] * len(CUE_COLUMNS), r.error or "no audio"]
+                writer.write(row)
+            return
+        cues = conversation_cues({name: r.activity for name, r in sides.items()})
+        path = next(iter(sides.values())).path
+        for name, c in cues.items():
+            writer.write([self._shown(path), name, *c.as_row().values(), ""])
+
+    def _add_alerts(self, sides: dict[str, FileResult]) -> list[tuple[str, Alert]]:
+        from ser_live.conversation import replay_alerts
+
+        heard = {n: (r.updates, r.activity) for n, r in sides.items() if r.activity is not None}
+        if not heard or any(r.error for r in sides.values()):
+            return []
+        shown = self._shown(next(iter(sides.values())).path)
+        fired = [(shown, alert) for alert in replay_alerts(heard, self.rules)]
+        if "alerts" in self.writers:
+            for _, alert in fired:
+                self.writers["alerts"].write(
                     [
-                        self._shown(r.path),
-                        side[id(r)],
-                        *[""] * len(CUE_COLUMNS),
-                        r.error or "no audio",
+                        shown,
+                        alert.side or "",
+                        f"{alert.at_s:.2f}",
+                        alert.rule.name,
+                        alert.rule.describe(),
                     ]
                 )
-            return
-        cues = conversation_cues({side[id(r)]: r.activity for r in results})
-        for name, c in cues.items():
-            writer.write([self._shown(results[0].path), name, *c.as_row().values(), ""])
+        return fired
 
     def close(self) -> None:
         for writer in self.writers.values():

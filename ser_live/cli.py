@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_alerts_option(analyze)
     analyze.add_argument(
+        "--alert-log",
+        type=Path,
+        metavar="FILE",
+        help="CSV: each alert that fired, per file (file, side, at_s, rule, condition); "
+        "the sides are 'mix', or the channels 1, 2, ... with --channels split",
+    )
+    analyze.add_argument(
         "--resume",
         action="store_true",
         help="skip the files the --summary already lists without error and append the "
@@ -235,6 +242,21 @@ def alert_rules(args, sides: list[str]):
     if args.alerts is not None:
         return load_rules(args.alerts, sides)
     return [r if r.side is None else replace(r, side=sides[-1]) for r in DEFAULT_RULES]
+
+
+def file_alert_rules(args, split: bool):
+    """``analyze``'s rules, checked on each file's sides: 'mix', or the channels by number
+    with ``--channels split``. A recording does not say which side is the other party,
+    so the default anger rule holds for any side. Empty: no rules asked for."""
+    from ser_live.alerts import FILE_RULES, load_rules
+    from ser_live.audio_io import MAX_CHANNELS
+
+    if args.alerts is None and args.alert_log is None:
+        return []
+    if args.alerts is not None:
+        sides = [str(c) for c in range(1, MAX_CHANNELS + 1)] if split else ["mix"]
+        return load_rules(args.alerts, sides)
+    return list(FILE_RULES)
 
 
 def second_opinion_path(args) -> Path | None:
@@ -419,7 +441,15 @@ def cmd_analyze(args) -> int:
     engine = options.build()  # checks the model here, before any worker starts
     labels = engine.labels
     split = args.channels == "split"
-    outputs = BatchOutputs(labels, split, args.timeline, args.summary, args.cues)
+    outputs = BatchOutputs(
+        labels,
+        split,
+        args.timeline,
+        args.summary,
+        args.cues,
+        alerts=args.alert_log,
+        rules=file_alert_rules(args, split),
+    )
     paths = list(args.paths)
     for manifest in args.manifest or []:
         paths.extend(read_manifest(manifest))
@@ -462,7 +492,12 @@ def cmd_analyze(args) -> int:
     audio_s = 0.0
     try:
         for result in results:
-            outputs.write(result)
+            for shown, alert in outputs.write(result):
+                who = f"  {alert.side}" if alert.side else ""
+                progress.write(
+                    f"{shown}  {alert.at_s:8.1f}s{who}  ALERT  {alert.rule.name} "
+                    f"({alert.rule.describe()})"
+                )
             progress.update()
             audio_s += result.duration_s
             elapsed = progress.format_dict["elapsed"]

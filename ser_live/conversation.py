@@ -1,4 +1,5 @@
-"""A live call's cues and alerts, for whoever shows the sides' updates.
+"""A call's cues and alerts: live, for whoever shows the sides' updates, and replayed
+for a recording's sides once they are analysed (``replay_alerts``).
 
 Threads: each side's ``SideActivity`` is fed by that side's worker (the engine); the
 ``CallMonitor`` itself belongs to the one thread that reads the sessions' updates (the
@@ -11,12 +12,16 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from ser_live.alerts import Alert, AlertMonitor, Rule
 from ser_live.cues import (
     CUE_COLUMNS,
+    FRAME_S,
+    Activity,
     CueSettings,
     SideActivity,
     SideCues,
@@ -124,3 +129,44 @@ class CallMonitor:
     def close(self) -> None:
         if self.writer:
             self.writer.close()
+
+
+def replay_alerts(
+    sides: dict[str, tuple[list, Activity]],
+    rules: list[Rule] | tuple[Rule, ...],
+    settings: CueSettings | None = None,
+) -> list[Alert]:
+    """The alerts a live session would have raised on a recording's sides (side ->
+    (its updates, its activity), on one clock): the updates in time order for the
+    emotion rules and, every ``CUES_EVERY_S``, the cues of what was heard so far for the
+    others, as ``CallMonitor`` does live. In order of time."""
+    settings = settings or CueSettings()
+    monitor = AlertMonitor(rules)
+    needs_cues = any(r.kind != "emotion" for r in rules)
+    end_s = max((a.end_s for _, a in sides.values()), default=0.0)
+    events = sorted(
+        (u.end_s, k, side, u) for side, (updates, _) in sides.items() for k, u in enumerate(updates)
+    )
+    polls = np.arange(CUES_EVERY_S, end_s + CUES_EVERY_S, CUES_EVERY_S) if needs_cues else []
+    alerts: list[Alert] = []
+    next_poll = 0
+    for at_s, _, side, update in [*events, (np.inf, 0, "", None)]:
+        while next_poll < len(polls) and polls[next_poll] <= at_s:
+            t = min(float(polls[next_poll]), end_s)
+            heard = {s: _until(a, t) for s, (_, a) in sides.items()}
+            rolling = {
+                span: conversation_cues(heard, settings, span, voice=False)
+                for span in monitor.spans_s
+            }
+            alerts += monitor.on_cues(t, rolling, current_silence_s(heard), t)
+            next_poll += 1
+        if update is not None:
+            probabilities = update.probabilities if update.speech else None
+            alerts += monitor.on_update(side, update.end_s, probabilities)
+    return alerts
+
+
+def _until(activity: Activity, at_s: float) -> Activity:
+    """What a side's activity held at ``at_s`` on the session clock (its speech)."""
+    frames = max(0, round((at_s - activity.offset_s) / FRAME_S))
+    return replace(activity, speech=activity.speech[:frames])

@@ -234,8 +234,11 @@ def conversation_cues(
     activities: dict[str, Activity],
     settings: CueSettings | None = None,
     last_s: float | None = None,
+    voice: bool = True,
 ) -> dict[str, SideCues]:
-    """The cues of each side over the whole session, or over its ``last_s`` seconds."""
+    """The cues of each side over the whole session, or over its ``last_s`` seconds;
+    without ``voice``, only those of who spoke when (pace, level and pitch left None:
+    what the alert rules need, at a fraction of the cost)."""
     settings = settings or CueSettings()
     if not activities:
         return {}
@@ -254,6 +257,7 @@ def conversation_cues(
         both = mask & others
         talk = int(mask.sum())
         span_s = (grid_start + first * FRAME_S, grid_start + n * FRAME_S)
+        a = activities[side] if voice else None
         out[side] = SideCues(
             talk_s=talk * FRAME_S,
             talk_share=talk / total if total else None,
@@ -262,11 +266,11 @@ def conversation_cues(
             interruptions=interruptions(mask, others, settings.interruption_s),
             silences=len(silences),
             longest_silence_s=max(silences, default=0.0),
-            pace_syll_per_s=pace(activities[side], span_s, settings),
-            level_dbfs=median_level(activities[side], span_s),
-            loudness_db=None if last_s is None else loudness(activities[side], span_s),
-            pitch_hz=_hz(median_pitch(activities[side], span_s)),
-            pitch_st=None if last_s is None else pitch_shift(activities[side], span_s),
+            pace_syll_per_s=None if a is None else pace(a, span_s, settings),
+            level_dbfs=None if a is None else median_level(a, span_s),
+            loudness_db=None if a is None or last_s is None else loudness(a, span_s),
+            pitch_hz=None if a is None else _hz(median_pitch(a, span_s)),
+            pitch_st=None if a is None or last_s is None else pitch_shift(a, span_s),
         )
     return out
 

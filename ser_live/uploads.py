@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ser_live.alerts import FILE_RULES, Alert
 from ser_live.analysis import EngineOptions, Task, analyze_file, channel_count
 from ser_live.analysis import FileResult as Analysed
 from ser_live.batch import BatchOutputs
-from ser_live.review import SessionRecord, Track, load_session
+from ser_live.review import Note, SessionRecord, Track, load_session
 from ser_live.session_log import safe_cell
 
 #: The largest upload accepted by default, in megabytes (Streamlit's own default).
@@ -56,6 +57,7 @@ class UploadResult:
     sides: list[SideResult] = field(default_factory=list)
     error: str | None = None
     report_html: str | None = None
+    alerts: list[Alert] = field(default_factory=list)  # the default rules' (alerts.FILE_RULES)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class UploadRun:
     timeline_csv: bytes
     summary_csv: bytes
     cues_csv: bytes | None  # only for split channels: a conversation's sides
+    alerts_csv: bytes
 
 
 def shown_name(name: str, taken: set[str]) -> str:
@@ -111,10 +114,13 @@ def analyze_uploads(
             work / "summary.csv",
             work / "cues.csv" if split else None,
             shown_names={str(work / f"upload-{k}"): name for k, name in enumerate(names)},
+            alerts=work / "alerts.csv",
+            rules=FILE_RULES,
         )
         outputs.start([task for _, tasks, _ in plan for task in tasks])
         total_s = sum(_length_s(t.path) for _, tasks, _ in plan for t in tasks) or 1.0
         errors: dict[str, str] = {}
+        fired: dict[str, list[Alert]] = {}
         done_s = 0.0
         try:
             for name, tasks, refusal in plan:
@@ -131,7 +137,8 @@ def analyze_uploads(
                     if result.error:
                         result.error = result.error.replace(str(task.path), name)
                         errors.setdefault(name, result.error)
-                    outputs.write(result)
+                    for shown, alert in outputs.write(result):
+                        fired.setdefault(shown, []).append(alert)
                     done_s += result.duration_s
         finally:
             outputs.close()
@@ -140,8 +147,10 @@ def analyze_uploads(
             (work / "timeline.csv").read_bytes(),
             (work / "summary.csv").read_bytes(),
             (work / "cues.csv").read_bytes() if split else None,
+            (work / "alerts.csv").read_bytes(),
         )
     for result in run.files:
+        result.alerts = fired.get(result.name, [])
         if result.sides:
             result.report_html = render(_record_of(result, engine.labels))
     if on_progress is not None:
@@ -194,10 +203,14 @@ def _upload_results(
 
 def _record_of(result: UploadResult, labels: list[str]) -> SessionRecord:
     """One file's sides as a session, for the HTML report (``report.render``)."""
+    speakers = {side.label.removeprefix("channel "): side.track.speaker for side in result.sides}
     return SessionRecord(
         path=Path(result.name),  # only its .name is shown
         labels=list(labels),
         tracks={side.track.speaker: side.track for side in result.sides},
+        notes=[
+            Note("marker", a.at_s, speakers.get(a.side or "", ""), a.note) for a in result.alerts
+        ],
         cues={side.track.speaker: side.cues for side in result.sides if side.cues},
     )
 

@@ -16,7 +16,7 @@ import streamlit as st
 
 from ser_live import EMOTIONS
 from ser_live.analysis import EngineOptions
-from ser_live.report import EMOTION_COLOURS
+from ser_live.report import EMOTION_COLOURS, clock
 from ser_live.uploads import (
     DEFAULT_MAX_UPLOAD_MB,
     MAX_UPLOAD_ENV,
@@ -128,6 +128,16 @@ def show_run(run: UploadRun) -> None:
         st.subheader(result.name)
         if result.error:
             st.error(result.error)
+        if result.alerts:
+            st.warning(
+                "Alerts: "
+                + "; ".join(
+                    f"{clock(a.at_s)} {a.rule.name}"
+                    + (f" (channel {a.side})" if a.side and a.side != "mix" else "")
+                    for a in result.alerts
+                ),
+                icon="🔔",
+            )
         for side in result.sides:
             show_side(side, labels, len(result.sides) > 1)
         if result.report_html:
@@ -139,11 +149,16 @@ def show_run(run: UploadRun) -> None:
                 key=f"report-{result.name}",
             )
     st.divider()
-    cols = st.columns(3)
+    cols = st.columns(4)
     cols[0].download_button("Timeline CSV", run.timeline_csv, "timeline.csv", "text/csv")
     cols[1].download_button("Summary CSV", run.summary_csv, "summary.csv", "text/csv")
+    cols[2].download_button("Alerts CSV", run.alerts_csv, "alerts.csv", "text/csv")
     if run.cues_csv is not None:
-        cols[2].download_button("Cues CSV", run.cues_csv, "cues.csv", "text/csv")
+        cols[3].download_button("Cues CSV", run.cues_csv, "cues.csv", "text/csv")
+    st.caption(
+        "Alerts: the app's default rules, sustained anger (0.6 or more for 5 s) on any "
+        "side and a silence over 10 s, as `analyze --alert-log` checks them."
+    )
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ timings, and on crafted probability streams."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -269,3 +270,81 @@ def test_pitch_against_the_voices_own_baseline(engine):
     session = conversation_cues({"you": activity})["you"]
     assert 0.8 < side.pitch_st < 3.0  # the session's median lies between the two
     assert 80 < session.pitch_hz < 400 and session.pitch_st is None
+
+
+def test_replayed_alerts_of_a_recording_fire_once_per_episode():
+    """A recording's sides replayed as a live session hears them: side 1 speaks 0-5 s,
+    then nobody for 12 s, then side 2 is angry 17-23 s, calm for a window, angry again."""
+    from types import SimpleNamespace
+
+    from ser_live.conversation import replay_alerts
+    from ser_live.cues import FRAME_S
+
+    def activity(*spans: tuple[float, float]) -> Activity:
+        t = np.arange(round(35.0 / FRAME_S)) * FRAME_S
+        speech = np.logical_or.reduce([(t >= a) & (t < b) for a, b in spans])
+        return Activity(0.0, speech, np.zeros(0, np.float32), np.zeros(0, bool))
+
+    def updates(spans: list[tuple[float, float, np.ndarray]]):
+        return [
+            SimpleNamespace(end_s=end, speech=True, probabilities=p)
+            for a, b, p in spans
+            for end in np.arange(a + 0.5, b + 0.01, 0.5)
+        ]
+
+    calm, angry = probabilities(neutral=0.9), probabilities(angry=0.9)
+    sides = {
+        "1": (updates([(0.0, 5.0, calm)]), activity((0.0, 5.0))),
+        "2": (
+            updates([(17.0, 23.0, angry), (23.0, 23.5, calm), (23.5, 34.0, angry)]),
+            activity((17.0, 34.0)),
+        ),
+    }
+    rules = [replace(r, side=None) for r in DEFAULT_RULES]
+    fired = [(a.rule.name, a.side, a.at_s) for a in replay_alerts(sides, rules)]
+    assert [f[:2] for f in fired] == [
+        ("long silence", None),
+        ("sustained anger", "2"),
+        ("sustained anger", "2"),
+    ]
+    assert fired[0][2] == pytest.approx(15.0, abs=1.01)  # 10 s after the last speech
+    assert fired[1][2] == pytest.approx(22.5)  # angry from the window ending at 17.5
+    assert fired[2][2] == pytest.approx(29.0)  # again from 24.0, after the calm window
+
+
+def test_analyze_alerts_on_a_stereo_call(tmp_path):
+    """``analyze --alerts`` checks the rules on each file's sides as a live session
+    would, prints each alert and logs it; a bad rules file stops it before any output."""
+    import soundfile as sf
+    from conftest import assert_one_line_error, run_cli
+
+    agent, customer, expected = built_call()
+    call = tmp_path / "call.wav"
+    sf.write(call, np.column_stack([agent, customer]), SAMPLE_RATE, subtype="PCM_16")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        '[[rule]]\nname = "gap"\nsilence_longer_than_s = 4\n\n'
+        '[[rule]]\nname = "crosstalk"\noverlaps_per_minute_above = 1\n'
+    )
+    log = tmp_path / "alerts.csv"
+    args = ("analyze", str(call), "--channels", "split", "--alerts", str(rules))
+    proc = run_cli(*args, "--alert-log", str(log))
+    assert proc.returncode == 0, proc.stderr
+    rows = read_rows(log)
+    assert [(r["rule"], r["side"]) for r in rows] == [("gap", ""), ("crosstalk", "")]
+    silence_starts_s = 11.5 - expected["silence_s"]
+    assert float(rows[0]["at_s"]) == pytest.approx(silence_starts_s + 4.0, abs=1.3)
+    assert 11.5 <= float(rows[1]["at_s"]) <= 14.0  # the second overlap: B2 then A3
+    assert proc.stdout.count("ALERT") == 2
+    assert "ALERT  gap (silence longer than 4 s)" in proc.stdout
+
+    rules.write_text(
+        '[[rule]]\nname = "x"\nside = "other"\nemotion = "angry"\nmin_probability = 0.6\n'
+        "for_s = 5\n"
+    )
+    bad_log = tmp_path / "never.csv"
+    proc = run_cli(*args, "--alert-log", str(bad_log), "--summary", str(tmp_path / "s.csv"))
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    assert "line 3: unknown side 'other'" in proc.stderr
+    assert not bad_log.exists() and not (tmp_path / "s.csv").exists()

@@ -34,12 +34,13 @@ RAVDESS = CORPUS / "ravdess"
 
 
 def stereo_call(path: Path) -> Path:
-    """A 12 s two-channel call from real clips: one side speaks at 0.5 s and 7 s, the
-    other at 3.5 s."""
-    left = np.zeros(12 * SAMPLE_RATE, np.float32)
+    """A 27 s two-channel call from real clips: one side speaks at 0.5 s and 7 s, the
+    other at 3.5 s and, after a silence of more than 10 s, at 22 s."""
+    left = np.zeros(27 * SAMPLE_RATE, np.float32)
     right = np.zeros_like(left)
     clips = sorted(RAVDESS.rglob("*.flac"))
-    for side, at_s, clip in ((left, 0.5, clips[0]), (right, 3.5, clips[2]), (left, 7.0, clips[4])):
+    turns = ((left, 0.5, clips[0]), (right, 3.5, clips[2]), (left, 7.0, clips[4]))
+    for side, at_s, clip in (*turns, (right, 22.0, clips[6])):
         x = load_audio(clip)[: 4 * SAMPLE_RATE]
         i = int(at_s * SAMPLE_RATE)
         side[i : i + len(x)] += x
@@ -52,7 +53,7 @@ def analyze_tables(folder: Path, name: str, *extra: str) -> dict[str, bytes]:
     with ``--channels split``) as bytes."""
     out = folder / "analyze-out"
     out.mkdir(exist_ok=True)
-    tables = ["timeline", "summary"] + (["cues"] if "split" in extra else [])
+    tables = ["timeline", "summary", "alert-log"] + (["cues"] if "split" in extra else [])
     args = [a for t in tables for a in (f"--{t}", str(out / f"{t}.csv"))]
     proc = run_cli("analyze", name, *args, *extra, "--jobs", "1", cwd=folder)
     assert proc.returncode == 0, proc.stderr
@@ -96,7 +97,10 @@ def test_split_channels_give_analyzes_tables_and_cues(tmp_path):
     assert run.summary_csv == want["summary"]
     assert run.timeline_csv == want["timeline"]
     assert run.cues_csv == want["cues"]
+    assert run.alerts_csv == want["alert-log"]
     (result,) = run.files
+    assert [(a.rule.name, a.side) for a in result.alerts] == [("long silence", None)]
+    assert "alert: long silence" in result.report_html
     assert [s.label for s in result.sides] == ["channel 1", "channel 2"]
     assert all(s.cues and s.cues["talk_share"] for s in result.sides)
     assert "talk share" in result.report_html
@@ -129,7 +133,8 @@ def test_bad_uploads_are_one_line_errors_and_the_rest_go_on(tmp_path, monkeypatc
     assert str(tmp_path) not in notes.error and "\n" not in notes.error
     assert recording.error is None and recording.sides
     assert huge.error is None
-    assert seen <= {"upload-0", "upload-1", "upload-2", "timeline.csv", "summary.csv"}
+    tables = {"timeline.csv", "summary.csv", "alerts.csv"}
+    assert seen <= {"upload-0", "upload-1", "upload-2", *tables}
     assert "upload-1" in seen
     assert not list(tmp_path.iterdir())  # deleted after the run
 
