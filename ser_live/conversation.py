@@ -11,6 +11,7 @@ them.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,7 +60,8 @@ class CuesWriter:
         self._writer.writerow(["timestamp", "at_s", "side", "span", *CUE_COLUMNS])
 
     def write(self, cues: CallCues, rolling_s: float) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        # The session log's format: local time with its offset, to the millisecond.
+        stamp = dt.datetime.now().astimezone().isoformat(timespec="milliseconds")
         for span, by_side in (("session", cues.session), (f"last {rolling_s:g} s", cues.rolling)):
             for side, c in by_side.items():
                 row = [stamp, f"{cues.at_s:.2f}", side, span, *c.as_row().values()]

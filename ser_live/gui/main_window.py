@@ -75,6 +75,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.log: SessionLog | None = None
         self.activities: dict[str, SideActivity] = {}  # side -> its voice activity, per log
         self.monitor: CallMonitor | None = None  # the cues and alerts of the running log
+        self._cues_shown_at: float | None = None  # the session time of the cues on show
         self.session_clock = 0.0  # seconds of session so far, across pauses and devices
         self.heard_speech: dict[str, bool] = dict.fromkeys(SIDES, False)
         self.review_windows: list = []
@@ -624,7 +625,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.monitor is not None and self.sessions:
             self._show_alerts(self.monitor.poll())
             latest = self.monitor.latest
-            if latest is not None and latest.at_s != getattr(self, "_cues_shown_at", None):
+            if latest is not None and latest.at_s != self._cues_shown_at:
                 self._cues_shown_at = latest.at_s
                 for side, name in self.speakers.items():
                     if name in latest.rolling:
