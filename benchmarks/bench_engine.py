@@ -30,7 +30,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
-from ser_live.alerts import DEFAULT_RULES
+from ser_live.alerts import DEFAULT_RULES, FILE_RULES
 from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
 from ser_live.conversation import CallMonitor
 from ser_live.engine import Engine
@@ -150,6 +150,7 @@ def main() -> None:
         else:
             line += " (the model lists no voice shifts: none measured)"
         print(line)
+        alerts_on_a_recording(engine, audio, one.duration_s / one_s)
         if headless is not None:
             # analyze --calibrate, which runs the utterance head, against the same networks
             # without it. Interleaved, best of three each: the head's share is smaller than
@@ -243,6 +244,37 @@ def main() -> None:
     for _ in range(2000):
         classifier.predict(window)
     print(f"one inference (int8, 1 thread): {(time.perf_counter() - t0) / 2:.3f} ms")
+
+
+def alerts_on_a_recording(engine: Engine, audio: np.ndarray, one_core_rtf: float) -> None:
+    """What ``analyze --alerts`` and the web page add: the default rules replayed on an
+    hour-long two-sided recording (the 10 minutes analysed once, laid six times end to end
+    as each side), against analysing its two sides on one core."""
+    from types import SimpleNamespace
+
+    from ser_live.analysis import analyze_samples
+    from ser_live.conversation import replay_alerts
+
+    part = analyze_samples(audio, "call", engine)
+    length_s = part.activity.end_s
+    speech = np.tile(part.activity.speech, 6)
+    updates = [
+        SimpleNamespace(
+            end_s=u.end_s + k * length_s, speech=u.speech, probabilities=u.probabilities
+        )
+        for k in range(6)
+        for u in part.updates
+    ]
+    side = (updates, replace(part.activity, speech=speech))
+    t0 = time.perf_counter()
+    replay_alerts({"1": side, "2": side}, FILE_RULES)
+    replay_s = time.perf_counter() - t0
+    hour_s = 6 * length_s
+    print(
+        f"alerts on a {hour_s / 60:.0f}-min two-sided recording (default rules): "
+        f"{replay_s:.2f} s, {replay_s / (2 * hour_s / one_core_rtf):.1%} of analysing its two "
+        "sides on one core"
+    )
 
 
 def hour(with_opinion: bool) -> None:
