@@ -376,3 +376,21 @@ def test_in_a_real_browser(browser, tmp_path):
         assert "Traceback" not in browser.page_source
     finally:
         stop(server)
+
+
+def test_web_without_the_extra_says_what_to_install(tmp_path):
+    """Where Streamlit cannot be imported (the web extra not installed), one line says
+    what to install."""
+    (tmp_path / "streamlit.py").write_text("raise ImportError('No module named streamlit')\n")
+    exe = Path(sys.executable).with_name("ser-live")
+    proc = subprocess.run(
+        [str(exe), "web"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "ser-live: error: the web page needs the web extra: pip install 'ser-live[web]'"
+    )
