@@ -290,8 +290,25 @@ def markdown(result: dict) -> str:
     lines += ["", "Chosen for each row (on the other corpora):", ""]
     lines += [f"- {c}: {d}" for c, d in result["nested_choice"].items()]
     opt_in = result["opt_in_rows"]
-    lines += ["", f"Opt-in second opinion, each clip alone (weight {result['opt_in_weight']}): "]
-    lines[-1] += ", ".join(f"{c} {v['alone']:.3f} (w {v['weight']})" for c, v in opt_in.items())
+    without = [result["rows"]["today"][c]["alone"]["uar"] for c in corpora]
+    with_it = [opt_in[c]["alone"] for c in corpora]
+    lines += [
+        "",
+        f"## Opt-in: the second opinion on each clip alone (weight {result['opt_in_weight']})",
+        "",
+        "The weight for each row chosen on the other corpora (the best mean, no corpus losing "
+        "3 points).",
+        "",
+        "| | " + " | ".join(corpora) + " | mean |",
+        "| --- | " + " | ".join("---" for _ in corpora) + " | --- |",
+        "| weight | " + " | ".join(str(opt_in[c]["weight"]) for c in corpora) + " | |",
+        "| each clip alone, without | "
+        + " | ".join(f"{v:.3f}" for v in without)
+        + f" | {np.mean(without):.3f} |",
+        "| each clip alone, with | "
+        + " | ".join(f"{v:.3f}" for v in with_it)
+        + f" | {np.mean(with_it):.3f} |",
+    ]
     lines += ["", "## Per class: recall, today's default → new", ""]
     lines += ["| corpus | how heard | " + " | ".join(EMOTIONS) + " |"]
     lines += ["| --- | --- | " + " | ".join("---" for _ in EMOTIONS) + " |"]
