@@ -1,8 +1,10 @@
 """``ser-live web``: serve the web page (``ser_live.web_app``) with Streamlit.
 
-Streamlit runs as a child process (``python -m streamlit run``), its settings given on
-its command line so that no user or project Streamlit config can loosen them: the address
-and port, the upload limit, no file watcher, no usage statistics, no browser opened.
+The command becomes ``python -m streamlit run`` (exec: on POSIX the same process, so
+Ctrl-C, SIGTERM from a service manager and the exit status are Streamlit's own, and no
+server is left behind), its settings given on its command line so that no user or
+project Streamlit config can loosen them: the address and port, the upload limit, no
+file watcher, no usage statistics, no browser opened.
 """
 
 from __future__ import annotations
@@ -78,12 +80,10 @@ def serve(host: str, port: int, max_upload_mb: int) -> int:
         )
     print(f"ser-live web: http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
-    child = subprocess.Popen(streamlit_command(host, port, max_upload_mb), env=env)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:  # the child got the same Ctrl-C and stops on its own
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    command = streamlit_command(host, port, max_upload_mb)
+    if os.name == "posix":
+        os.execve(command[0], command, env)  # does not return
+    try:  # Windows: exec would detach the server from the console; wait for it instead
+        return subprocess.run(command, env=env).returncode
+    except KeyboardInterrupt:
         return 130

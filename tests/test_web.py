@@ -394,3 +394,15 @@ def test_web_without_the_extra_says_what_to_install(tmp_path):
     assert proc.stderr.strip() == (
         "ser-live: error: the web page needs the web extra: pip install 'ser-live[web]'"
     )
+
+
+def test_sigterm_stops_the_server_itself():
+    """``ser-live web`` is the server's own process: a service manager's SIGTERM to it
+    leaves nothing listening behind."""
+    port = free_port()
+    proc = serving(port)
+    proc.terminate()  # to the command's process alone, not its group
+    proc.wait(timeout=30)
+    proc.stderr.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
