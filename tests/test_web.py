@@ -338,11 +338,11 @@ def test_in_a_real_browser(browser, tmp_path):
     port = free_port()
     server = serving(port)
     try:
-        browser.get(f"http://127.0.0.1:{port}/")
 
         def upload_and_analyse(path: Path) -> None:
-            while click("[data-testid=stFileUploaderDeleteBtn] button"):
-                pass  # the last upload out of the field
+            # A fresh page each time: its Analyse button is enabled only once the server
+            # holds the upload, so the click cannot come before the file.
+            browser.get(f"http://127.0.0.1:{port}/")
             wait_for(
                 lambda: (
                     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
