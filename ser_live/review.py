@@ -35,6 +35,11 @@ class Track:
     emotion: list[str]  # the smoothed verdict per window ("" without speech)
 
     @property
+    def heard(self) -> np.ndarray:
+        """The speech windows that have probabilities (bool per window)."""
+        return self.speech & ~np.isnan(self.probabilities).any(axis=1)
+
+    @property
     def hop_s(self) -> float:
         """The windows' spacing (the engine's hop)."""
         steps = np.diff(self.end_s)
@@ -233,13 +238,18 @@ def peaks(track: Track, emotion: str, labels: list[str], count: int = 3) -> list
     ]
 
 
+def emotion_shares(track: Track, labels: list[str]) -> dict[str, float]:
+    """Each emotion's share of the side's speech windows (by their smoothed verdicts)."""
+    verdicts = [e for e, s in zip(track.emotion, track.heard, strict=True) if s and e]
+    return {label: verdicts.count(label) / max(1, len(verdicts)) for label in labels}
+
+
 def summarise(record: SessionRecord, speaker: str) -> SideSummary:
     track = record.tracks[speaker]
     labels = record.labels
-    speech = track.speech & ~np.isnan(track.probabilities).any(axis=1)
+    speech = track.heard
     n_speech = int(speech.sum())
-    verdicts = [e for e, s in zip(track.emotion, speech, strict=True) if s and e]
-    shares = {label: verdicts.count(label) / max(1, len(verdicts)) for label in labels}
+    shares = emotion_shares(track, labels)
     means = track.probabilities[speech].mean(axis=0) if n_speech else np.zeros(len(labels))
     return SideSummary(
         speaker=speaker,

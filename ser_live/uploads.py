@@ -213,13 +213,3 @@ def _record_of(result: UploadResult, labels: list[str]) -> SessionRecord:
         ],
         cues={side.track.speaker: side.cues for side in result.sides if side.cues},
     )
-
-
-def shares(track: Track, labels: list[str]) -> dict[str, float]:
-    """Each emotion's share of the side's speech windows (the report's shares)."""
-    verdicts = [e for e, s in zip(track.emotion, track.speech, strict=True) if s and e]
-    return {label: verdicts.count(label) / max(1, len(verdicts)) for label in labels}
-
-
-def speech_s(summary_row: dict[str, str]) -> float:
-    return float(summary_row.get("speech_s") or 0.0)

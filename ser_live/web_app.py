@@ -47,7 +47,7 @@ def timeline_chart(side: SideResult, labels: list[str]):
     long = wide.melt("time_s", var_name="emotion", value_name="probability")
     colours = alt.Scale(domain=labels, range=[EMOTION_COLOURS.get(e, "#000") for e in labels])
     x = alt.X("time_s:Q", title="time (s)")
-    heard = track.speech & ~np.isnan(track.probabilities).any(axis=1)
+    heard = track.heard
     band = pd.DataFrame(
         {
             "from_s": (track.end_s - track.hop_s)[heard],
@@ -95,8 +95,7 @@ def timeline_chart(side: SideResult, labels: list[str]):
 
 
 def show_side(side: SideResult, labels: list[str], two_sides: bool) -> None:
-    from ser_live.review import cues_text
-    from ser_live.uploads import shares
+    from ser_live.review import cues_text, emotion_shares
 
     summary = side.summary
     if two_sides:
@@ -108,7 +107,7 @@ def show_side(side: SideResult, labels: list[str], two_sides: bool) -> None:
         f"speech {float(summary.get('speech_s') or 0):.1f} s of "
         f"{float(summary.get('duration_s') or 0):.1f} s"
     )
-    share = shares(side.track, labels)
+    share = emotion_shares(side.track, labels)
     st.markdown(
         " · ".join(
             f'<span style="color:{EMOTION_COLOURS.get(e, "#000")}">■</span> {e} {share[e]:.0%}'
