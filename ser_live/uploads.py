@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ser_live.alerts import FILE_RULES, Alert
-from ser_live.analysis import EngineOptions, Task, analyze_file, channel_count
+from ser_live.analysis import EngineOptions, Task, analyze_file
 from ser_live.analysis import FileResult as Analysed
 from ser_live.batch import BatchOutputs
 from ser_live.review import Note, SessionRecord, Track, load_session
@@ -98,6 +98,7 @@ def analyze_uploads(
     with tempfile.TemporaryDirectory(prefix="ser-live-web-") as folder:
         work = Path(folder)
         plan: list[tuple[str, list[Task], str | None]] = []  # name, tasks, refusal
+        total_s = 0.0  # of audio to hear, for the progress bar
         for k, (upload, name) in enumerate(zip(uploads, names, strict=True)):
             path = work / f"upload-{k}"
             if len(upload.data) > max_bytes:
@@ -105,8 +106,10 @@ def analyze_uploads(
                 plan.append((name, [Task(path, 0 if split else None)], refusal))
                 continue
             path.write_bytes(upload.data)
-            channels = range(channel_count(path)) if split else [None]
+            n_channels, length_s = _header(path)
+            channels = range(n_channels) if split else [None]
             plan.append((name, [Task(path, channel) for channel in channels], None))
+            total_s += length_s * len(channels)
         outputs = BatchOutputs(
             engine.labels,
             split,
@@ -118,7 +121,7 @@ def analyze_uploads(
             rules=FILE_RULES,
         )
         outputs.start([task for _, tasks, _ in plan for task in tasks])
-        total_s = sum(_length_s(t.path) for _, tasks, _ in plan for t in tasks) or 1.0
+        total_s = total_s or 1.0
         errors: dict[str, str] = {}
         fired: dict[str, list[Alert]] = {}
         done_s = 0.0
@@ -158,14 +161,16 @@ def analyze_uploads(
     return run
 
 
-def _length_s(path: Path) -> float:
+def _header(path: Path) -> tuple[int, float]:
+    """Channels and seconds of an upload: (1, 0.0) when unreadable, as the analysis then
+    says why."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
-        return info.frames / info.samplerate
-    except Exception:  # unreadable: the analysis says why
-        return 0.0
+        return info.channels, info.frames / info.samplerate
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return 1, 0.0
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

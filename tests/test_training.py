@@ -117,6 +117,32 @@ def test_augmented_windows_are_deterministic(tmp_path):
     assert not np.array_equal(clean[: len(augmented)], augmented[: len(clean)])
 
 
+def test_a_thin_emotion_gets_new_voices_up_to_the_cap():
+    from training.windows import thin_class_copies
+
+    # neutral 100 clips, happy 50, sad 20, the rest none (a fit that lacks them).
+    labels = np.repeat([0, 1, 2], [100, 50, 20])
+    assert thin_class_copies(labels, 2, 4).tolist() == [0, 2, 4, 0, 0, 0, 0]
+    assert thin_class_copies(labels, 2, 0).tolist() == [0] * 7
+    assert thin_class_copies(np.repeat([0, 1], 10), 2, 4).tolist() == [0] * 7
+
+
+def test_new_voices_add_copies_and_leave_the_others_as_they_were():
+    from training.windows import extract_windows
+
+    utts = find_utterances([CORPUS / "ravdess" / "Actor_01"])[:3]
+    cfg = TrainConfig(n_augment=1, workers=1)
+    plain = extract_windows(utts, cfg)
+    voices = extract_windows(utts, cfg, new_voices=np.array([0, 2, 0]))
+    assert sorted(set(voices["copy"][voices["clip"] == 1])) == [0, 1, 2, 3]
+    assert set(voices["copy"][voices["clip"] != 1]) == {0, 1}
+    old = voices["copy"] <= cfg.n_augment
+    np.testing.assert_array_equal(voices["x"][old], plain["x"])
+    new = voices["x"][voices["copy"] == 2]
+    clean = voices["x"][(voices["clip"] == 1) & (voices["copy"] == 0)]
+    assert len(new) and not np.array_equal(new[: len(clean)], clean[: len(new)])
+
+
 def test_augmentation_puts_quiet_speech_where_the_engine_hears_it():
     from ser_live.audio_io import load_audio
     from training.augment import SPEECH_LEVEL_DB, Augmenter, set_speech_level, speech_level_db
@@ -461,8 +487,11 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
         "ravdess:2",
         "--partial-labels",
         "--calibrated",
+        "--new-voices",
+        "2",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "new voices without ravdess: {" in proc.stdout + proc.stderr
     report = json.loads((run_dir / "loco.json").read_text())
     # The second figure: RAVDESS actors held out, every clip scored by the fold without it.
     folds = report["folds"]
@@ -514,6 +543,13 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
         )
         assert corpus in yardstick["nested_choice"]
     assert "## Per class: recall, today's default → new" in (run_dir / "yardstick.md").read_text()
+    # A recipe against itself: the same rows, nothing gained or lost.
+    proc = python_m(
+        "training.recipes", run_dir / "yardstick.json", run_dir / "yardstick.json", "--names", "a,b"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Largest loss on one corpus: +0.0 points\n" in proc.stdout
+    assert proc.stdout.count("| chosen |") == 3
 
     # The held-out models through recording channels: the clean channel scores as the run
     # did, each clip alone and as calibrated sessions.

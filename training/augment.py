@@ -100,11 +100,36 @@ def codec_round_trip(
     return out
 
 
+#: The pitch shift (semitones, either way) of a copy meant as a new voice: at least a
+#: semitone, so that no such copy is the clip's own voice again.
+NEW_VOICE_SEMITONES = (1.0, 4.0)
+
+
 class Augmenter:
-    def __init__(self) -> None:
+    """A clip's augmented copies.
+
+    ``new_voice``: every copy is shifted in pitch (``NEW_VOICE_SEMITONES``; the formants
+    move with it, as between speakers), for the extra copies of an emotion that few
+    speakers teach (``training.windows.thin_class_copies``). Otherwise half the copies are
+    shifted by up to 3 semitones.
+    """
+
+    def __init__(self, new_voice: bool = False) -> None:
+        low, high = NEW_VOICE_SEMITONES
+        pitch = (
+            am.OneOf(
+                [
+                    am.PitchShift(min_semitones=-high, max_semitones=-low, p=1.0),
+                    am.PitchShift(min_semitones=low, max_semitones=high, p=1.0),
+                ],
+                p=1.0,
+            )
+            if new_voice
+            else am.PitchShift(min_semitones=-3, max_semitones=3, p=0.5)
+        )
         self._chain = am.Compose(
             [
-                am.PitchShift(min_semitones=-3, max_semitones=3, p=0.5),
+                pitch,
                 am.TimeStretch(min_rate=0.85, max_rate=1.15, leave_length_unchanged=False, p=0.4),
                 am.SevenBandParametricEQ(min_gain_db=-8, max_gain_db=8, p=0.5),
                 am.HighPassFilter(min_cutoff_freq=60, max_cutoff_freq=400, p=0.3),

@@ -30,6 +30,9 @@ class TrainConfig:
     vad_level_target_db: float | None = -36.0
     # Augmented copies of each training clip, besides the clean one.
     n_augment: int = 2
+    # At most this many more copies, each a new voice, of the clips of an emotion the
+    # training set has few clips of (training.windows.thin_class_copies); 0: none.
+    new_voice_copies: int = 0
     # Neural models.
     epochs: int = 60
     batch_size: int = 64

@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="a config.json to start from")
     parser.add_argument("--epochs", type=int, help="most epochs per fit (early stopping decides)")
     parser.add_argument("--augment", type=int, help="augmented copies per training clip")
+    parser.add_argument(
+        "--new-voices",
+        type=int,
+        metavar="N",
+        help="up to N more copies, each a new voice, of the clips of a thin emotion",
+    )
     parser.add_argument("--members", type=int, help="networks averaged per model")
     parser.add_argument("--partial-labels", action="store_true", help="per-corpus labels")
     parser.add_argument("--utterance-head", action="store_true", help="fit each model's head")
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in (
         ("epochs", args.epochs),
         ("n_augment", args.augment),
+        ("new_voice_copies", args.new_voices),
         ("cnn_members", args.members),
         ("max_clips_per_speaker", args.max_clips_per_speaker),
     ):
@@ -250,9 +257,24 @@ def train_all(
     hold_out=None,
 ) -> None:
     from training.jobs import FitScheduler
-    from training.windows import every_nth_window, extract_windows
+    from training.windows import every_nth_window, extract_windows, thin_class_copies
 
-    data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache")
+    clip_labels = np.array([u.label for u in utterances])
+    clip_corpus = np.array([u.corpus for u in utterances])
+    held_out = [] if args.no_loco else [c for c in corpora if hold_out is None or c in hold_out]
+    # Each fit's new voices per emotion, from its own training corpora's clips: the fits
+    # without a corpus, and those on all of them (the final model, the speaker folds).
+    new_voices = {
+        corpus: thin_class_copies(
+            clip_labels[clip_corpus != corpus], cfg.n_augment, cfg.new_voice_copies
+        )
+        for corpus in [*held_out, *(["final"] if args.install or folds else [])]
+    }
+    wanted = np.max([n[clip_labels] for n in new_voices.values()], axis=0)
+    for corpus, n in new_voices.items():
+        if n.any():
+            log(f"new voices without {corpus}: {dict(zip(EMOTIONS, n.tolist(), strict=True))}")
+    data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache", wanted)
     x, clip, copy = data["x"], data["clip"], data["copy"]
     win_corpus = np.array([u.corpus for u in utterances])[clip]
     win_speaker = np.array([u.speaker for u in utterances])[clip]
@@ -288,19 +310,21 @@ def train_all(
             # queued with the held-out fits, so that it does not wait for all of them.
             trainable = usable
 
-            def masks(held: np.ndarray, val: set[str]) -> tuple[np.ndarray, np.ndarray | None]:
-                """Training windows (neither held out nor validation) and the validation
-                speakers' clean windows (None if there are none)."""
+            def masks(
+                held: np.ndarray, val: set[str], fit: str
+            ) -> tuple[np.ndarray, np.ndarray | None]:
+                """Training windows (neither held out nor validation, and only the new
+                voices the fit ``fit`` wants) and the validation speakers' clean windows
+                (None if there are none)."""
                 is_val = np.isin(win_speaker, list(val))
                 val_mask = is_val & (copy == 0) & trainable
-                return trainable & ~held & ~is_val, val_mask if val_mask.any() else None
+                voices = copy <= cfg.n_augment + new_voices[fit][clip_labels[clip]]
+                train_mask = trainable & voices & ~held & ~is_val
+                return train_mask, val_mask if val_mask.any() else None
 
-            held_out = (
-                [] if args.no_loco else [c for c in corpora if hold_out is None or c in hold_out]
-            )
             for corpus in [*held_out, *(["final"] if args.install else [])]:
                 train_mask, val_mask = masks(
-                    win_corpus == corpus, validation_speakers(utterances, corpus)
+                    win_corpus == corpus, validation_speakers(utterances, corpus), corpus
                 )
                 same = [p for p in pending.values() if np.array_equal(p.train_mask, train_mask)]
                 if same:
@@ -314,7 +338,7 @@ def train_all(
                 val = validation_speakers(utterances, fold_corpus)  # none of fold_corpus's
                 for i, test_speakers in enumerate(speaker_folds(utterances, fold_corpus, k)):
                     held = np.isin(win_speaker, list(test_speakers))
-                    train_mask, val_mask = masks(held, val)
+                    train_mask, val_mask = masks(held, val, "final")
                     name = f"{fold_corpus}-fold{i + 1}"
                     fold_pending.append(
                         (test_speakers, trainer.queue(name, train_mask, val_mask, run_dir / name))

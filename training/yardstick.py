@@ -166,10 +166,15 @@ def score(clips: list[Utterance], verdicts: list[np.ndarray | None]) -> dict:
 def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) -> tuple:
     """Among the settings that keep a lasting emotion on every corpus (one-emotion sessions
     at least alone less 0.01) and whose second opinion costs none 3 points, the best mean
-    of the mixed sessions (then of all hearings)."""
-    best, best_mean = ("off", 0.0), (-1.0, -1.0)
-    for (gate, weight), by_corpus in table.items():
-        alone = table[(gate, 0.0)]
+    of the mixed sessions (then of all hearings).
+
+    A setting is ``(gate, weight)``, or ``(*more, gate, weight)`` with more choices in
+    front (``training.recipes``: the training recipe); "off" with no second opinion always
+    qualifies.
+    """
+    best, best_mean = None, (-1.0, -1.0)
+    for setting, by_corpus in table.items():
+        alone = table[(*setting[:-1], 0.0)]
         ok = all(
             by_corpus[c]["one-emotion"] >= by_corpus[c]["alone"] - LASTING_SLACK
             and all(by_corpus[c][h] > alone[c][h] - MAX_LOSS for h in HEARINGS)
@@ -180,7 +185,8 @@ def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) 
             float(np.mean([by_corpus[c][h] for c in corpora for h in HEARINGS])),
         )
         if ok and mean > best_mean:
-            best, best_mean = (gate, weight), mean
+            best, best_mean = setting, mean
+    assert best is not None, "no setting qualifies, not even calibration off"
     return best
 
 

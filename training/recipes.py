@@ -1,0 +1,116 @@
+"""Choosing between training recipes on the yardstick, each row without its corpus.
+
+``python -m training.recipes BASE.json NEW.json ...`` reads the ``yardstick.json`` of
+several ``training.loco`` runs (one per recipe, scored by ``training.yardstick``) and
+treats the recipe as one more choice beside the runtime's settings: each corpus's row is
+the recipe and setting that ``training.yardstick.choose`` picks on the *other* corpora,
+with the same rules. It prints that nested table, each recipe's own nested rows, and what
+the new recipe changes on each corpus at the shipped setting, so that a gain on the mean
+that costs one corpus 3 points shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training.yardstick import GATES, HEARINGS, MAX_LOSS, WEIGHTS, choose, describe
+
+
+def combined_table(results: dict[str, dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+    """Every recipe's UAR table, keyed ``(recipe, gate, weight)``."""
+    return {
+        (name, g, w): result["table"][describe((g, w))]
+        for name, result in results.items()
+        for g in GATES
+        for w in WEIGHTS
+    }
+
+
+def nested_rows(results: dict[str, dict]) -> dict[str, tuple[tuple, dict[str, float]]]:
+    """Each corpus's choice made on the other corpora, and its UAR per way of hearing."""
+    corpora = next(iter(results.values()))["corpora"]
+    table = combined_table(results)
+    out = {}
+    for corpus in corpora:
+        setting = choose(table, [c for c in corpora if c != corpus])
+        out[corpus] = (setting, table[setting][corpus])
+    return out
+
+
+def markdown(results: dict[str, dict]) -> str:
+    names = list(results)
+    corpora = results[names[0]]["corpora"]
+    header = ["| recipe | how heard | " + " | ".join(corpora) + " | mean |"]
+    header.append("| --- | --- | " + " | ".join("---" for _ in corpora) + " | --- |")
+
+    def row(label: str, hearing: str, values: list[float]) -> str:
+        cells = " | ".join(f"{v:.3f}" for v in values)
+        return f"| {label} | {hearing} | {cells} | {np.mean(values):.3f} |"
+
+    lines = ["# Recipes on the yardstick: " + " against ".join(names), ""]
+    lines += ["Each recipe alone, its settings chosen without the row's corpus:", "", *header]
+    for name, result in results.items():
+        for h in HEARINGS:
+            lines.append(row(name, h, [result["rows"]["new"][c][h]["uar"] for c in corpora]))
+    nested = nested_rows(results)
+    lines += ["", "The recipe chosen with the settings, without the row's corpus:", "", *header]
+    for h in HEARINGS:
+        lines.append(row("chosen", h, [nested[c][1][h] for c in corpora]))
+    lines += [""]
+    lines += [f"- {c}: {s[0]}, {describe(s[1:])}" for c, (s, _) in nested.items()]
+    base, new = names[0], names[-1]
+    shipped = tuple(results[base]["shipped"])
+    lines += [
+        "",
+        f"{new} against {base} at the shipped setting ({describe(shipped)}), points:",
+        "",
+        "| how heard | " + " | ".join(corpora) + " | mean |",
+        "| --- | " + " | ".join("---" for _ in corpora) + " | --- |",
+    ]
+    worst = 0.0
+    for h in HEARINGS:
+        a = [results[base]["table"][describe(shipped)][c][h] for c in corpora]
+        b = [results[new]["table"][describe(shipped)][c][h] for c in corpora]
+        delta = [100 * (y - x) for x, y in zip(a, b, strict=True)]
+        worst = min(worst, *delta)
+        cells = " | ".join(f"{d:+.1f}" for d in delta)
+        lines.append(f"| {h} | {cells} | {np.mean(delta):+.1f} |")
+    lines += [
+        "",
+        f"Largest loss on one corpus: {worst:+.1f} points"
+        + (" (3 or more: not a win)" if worst <= -100 * MAX_LOSS else ""),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.recipes", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "results", nargs="+", type=Path, help="yardstick.json files, the baseline first"
+    )
+    parser.add_argument("--names", help="comma-separated names of the recipes, in order")
+    args = parser.parse_args(argv)
+    names = args.names.split(",") if args.names else [p.parent.name for p in args.results]
+    if len(names) != len(args.results) or len(set(names)) != len(names):
+        parser.error("--names: one distinct name per file")
+    results = {}
+    for name, path in zip(names, args.results, strict=True):
+        try:
+            results[name] = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: {exc}")
+    if len({tuple(r["corpora"]) for r in results.values()}) != 1:
+        parser.error("the runs held out different corpora")
+    print(markdown(results), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
