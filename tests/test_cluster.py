@@ -182,6 +182,58 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
 
 
+def _holding(path: Path) -> list[int]:
+    """The pids of the Ray actors that have ``path`` open."""
+    pids = []
+    for pid in _analyser_processes():
+        try:
+            if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                pids.append(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return pids
+
+
+def test_a_file_that_kills_its_worker_every_time_costs_only_its_own_row(cluster, tmp_path):
+    """A batch whose worker dies on every try is tried again one run at a time: the one
+    file that kills its worker ends as an error row, the others of its batch are analysed
+    once each, and nothing is lost.
+
+    The killer: a short clip followed by ten minutes of digital silence (a few kB of FLAC,
+    so it shares a batch with short clips, and seconds of analysis, while its worker holds
+    it open), among short clips. The test kills whichever worker holds it, on every try."""
+    from ser_live.cluster import UNIT_RETRIES
+
+    killer = tmp_path / "killer.flac"
+    audio = np.concatenate([load_audio(CLIPS[0]), np.zeros(600 * SAMPLE_RATE, np.float32)])
+    sf.write(killer, audio, SAMPLE_RATE)
+    clips = [str(clip) for clip in CLIPS[:4]]
+    plain = run_cli("analyze", *clips, *_outputs(tmp_path, "plain"))
+    assert plain.returncode == 0, plain.stderr
+    inputs = [*clips[:2], str(killer), *clips[2:]]
+    run = _start_cli("analyze", *inputs, *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}")
+    kills, deadline = 0, time.monotonic() + 300
+    while run.poll() is None:
+        assert time.monotonic() < deadline, "the run did not finish"
+        holders = _holding(killer)
+        for pid in holders:
+            os.kill(pid, signal.SIGKILL)
+        if holders:
+            kills += 1
+            _wait_for(lambda: not _holding(killer), 60, "the killed worker to let go")
+        time.sleep(0.005)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 3, stderr  # one file failed, the others were analysed
+    # Ray's own tries of the whole batch, then the killer's run alone as many times.
+    assert kills == 2 * (UNIT_RETRIES + 1)
+    ray_rows = (tmp_path / "ray_summary.csv").read_text().splitlines()
+    lost = [row for row in ray_rows if "killer.flac" in row]
+    assert len(lost) == 1 and f"lost on the cluster after {UNIT_RETRIES + 1} tries" in lost[0]
+    others = [row for row in ray_rows if "killer.flac" not in row]
+    assert others == (tmp_path / "plain_summary.csv").read_text().splitlines()
+    assert _read(tmp_path, "ray")["timeline"] == _read(tmp_path, "plain")["timeline"]
+
+
 @pytest.mark.parametrize("where", ["plain", "ray"])
 def test_an_interrupted_run_resumed_gives_the_uninterrupted_outputs(cluster, tmp_path, where):
     files = _archive(tmp_path / "archive", 40, 3)
