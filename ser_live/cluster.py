@@ -9,9 +9,10 @@ the actor spend about what a short clip's analysis costs.
 
 Fault tolerance is Ray's: an actor whose process dies is restarted (its constructor
 loads the model again) and the batch it held is retried on it, up to ``UNIT_RETRIES``
-times. A batch that still fails is tried again one unit at a time, so that only the
-unit that kills its worker ends as an error row; no file is lost. The driver takes each
-batch's result once, by its index, so none is counted twice.
+times. A batch that still fails is tried again one unit at a time, each on an actor that
+holds nothing else, so that only the unit that kills its worker ends as an error row; no
+file is lost. The driver takes each batch's result once, by its index, so none is
+counted twice.
 
 Memory stays bounded: at most ``IN_FLIGHT_PER_WORKER`` batches per actor are submitted,
 and results are handed on in the order of the tasks (a plain run's order) from a
@@ -87,7 +88,10 @@ def connect(address: str, workers: int | None = None) -> None:
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        if len(lines) > 1 and reason.endswith(":"):  # Ray Client: a header, then a traceback
+            reason = f"{reason} {lines[-1]}"
         raise SerLiveError(f"--ray {address}: cannot join the cluster ({reason})") from None
 
 
@@ -130,6 +134,8 @@ def _start_actors(ray, options: EngineOptions, count: int) -> list:
 
 def _last_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[-1].startswith("The actor never ran"):
+        return " ".join(lines[-2:])  # the line before says why it never ran
     return lines[-1] if lines else type(exc).__name__
 
 
@@ -184,17 +190,21 @@ def analyze_on_ray(
                 if load[actor] >= IN_FLIGHT_PER_WORKER:
                     break
                 if retry:
+                    # A run tried alone goes to an idle actor and holds it: a death of
+                    # that worker is then the run's own, never one it queued behind.
+                    if load[actor]:
+                        break
                     unit, k = retry.popleft()
-                    job = [units[unit][k]]
+                    job, weight = [units[unit][k]], IN_FLIGHT_PER_WORKER
                 else:
-                    unit, k, job = next_unit, None, units[next_unit]
+                    unit, k, job, weight = next_unit, None, units[next_unit], 1
                     next_unit += 1
                 in_flight[actors[actor].analyse.remote(job)] = (unit, k, actor)
-                load[actor] += 1
+                load[actor] += weight
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
                 unit, k, actor = in_flight.pop(ref)
-                load[actor] -= 1
+                load[actor] -= 1 if k is None else IN_FLIGHT_PER_WORKER
                 try:
                     results = ray.get(ref)
                 except ray.exceptions.RayError as exc:

@@ -41,7 +41,13 @@ def cluster(tmp_path_factory):
     """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address (``gcs``)
     and its Ray Client address (``client``)."""
     port, client_port = _free_port(), _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray Client's per-client server gets 30 s to start; under a CPU hog that is too short
+    # (docs/cluster.md).
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120",
+    }
     ray = str(BIN / "ray")
     start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
     start += [f"--ray-client-server-port={client_port}"]
@@ -175,7 +181,9 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     run = _start_cli("analyze", str(files), *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}")
     _wait_for(lambda: _analyser_processes() or run.poll() is not None, 120, "a busy actor")
     killed = _analyser_processes()
-    assert killed, "the run ended before an actor was seen at work"
+    if not killed:
+        _, stderr = run.communicate(timeout=60)
+        raise AssertionError(f"the run ended before an actor was seen at work: {stderr}")
     os.kill(killed[0], signal.SIGKILL)
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 0, stderr
