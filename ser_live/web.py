@@ -1,16 +1,17 @@
 """``ser-live web``: serve the web page (``ser_live.web_app``) with Streamlit.
 
-The command becomes ``python -m streamlit run`` (exec: on POSIX the same process, so
-Ctrl-C, SIGTERM from a service manager and the exit status are Streamlit's own, and no
-server is left behind), its settings given on its command line so that no user or
-project Streamlit config can loosen them: the address and port, the upload limit, no
-file watcher, no usage statistics, no browser opened.
+The command becomes Streamlit's ``run`` (through ``ser_live.web_serve``; exec: on POSIX
+the same process, so Ctrl-C, SIGTERM from a service manager and the exit status are
+Streamlit's own, and no server is left behind), its settings given on its command line
+so that no user or project Streamlit config can loosen them: the address and port, the
+upload limit, no file watcher, no usage statistics, no browser opened.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "ser_live.web_serve",  # ``streamlit``'s own command line (that module says why)
         "run",
         str(app),
         "--server.address",
@@ -82,6 +83,7 @@ def serve(host: str, port: int, max_upload_mb: int) -> int:
     env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
     command = streamlit_command(host, port, max_upload_mb)
     if os.name == "posix":
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until web_serve's try
         os.execve(command[0], command, env)  # does not return
     try:  # Windows: exec would detach the server from the console; wait for it instead
         return subprocess.run(command, env=env).returncode

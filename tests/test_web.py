@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -406,3 +407,23 @@ def test_sigterm_stops_the_server_itself():
     proc.stderr.close()
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.2, 0.6])
+def test_ctrl_c_while_the_server_starts_ends_without_a_traceback(delay_s):
+    """Ctrl-C at any moment of the start (the interpreter, Streamlit's import, its
+    server coming up) stops the command with one line, never a traceback."""
+    exe = Path(sys.executable).with_name("ser-live")
+    proc = subprocess.Popen(
+        [str(exe), "web", "--port", str(free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert "Ctrl-C stops it" in proc.stderr.readline()  # then it becomes the server
+    time.sleep(delay_s)  # how far into the start the Ctrl-C comes; any moment will do
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) in (0, 1, 130)
+    with proc.stderr:
+        assert "Traceback" not in proc.stderr.read()
