@@ -21,6 +21,11 @@ is zero mean and unit spread, the prior is its training population's statistics 
 that normalisation (the sidecar's ``population``), and with calibration off the map stays
 at the prior (the population heard as one voice) rather than learning this stream's.
 
+A sidecar may bound the map (``speaker_calibration.max_shift``): the voice's statistics
+then count only up to that many of the population's spreads away from it, so a voice that
+keeps one emotion cannot drag the map further (the yardstick's ``--max-shift`` measures
+it; docs/experiments.md).
+
 Measured on the three corpora the shipped model never heard, one session per speaker
 (models/README.md): see the model card's leave-one-corpus-out section.
 """
@@ -52,11 +57,17 @@ class SpeakerCalibration:
         prior_frames: float,
         target_mean: np.ndarray | None = None,
         target_std: np.ndarray | None = None,
+        max_shift: float | None = None,
     ) -> None:
         """``mean``, ``std``: the training population's statistics, the prior; the map
         sends the voice's statistics onto ``target_mean``, ``target_std`` (by default the
-        population's own)."""
+        population's own). ``max_shift``: how far the voice's statistics may stray from
+        the prior's in the map, in units of the prior's spread (the mean by at most that
+        many spreads, the spread by at most a factor ``1 + max_shift``); None: no bound."""
         self._voice = PriorWeightedStats(mean, std, prior_frames)
+        self._prior_mean = np.asarray(mean, np.float64)
+        self._prior_std = np.asarray(std, np.float64)
+        self.max_shift = max_shift
         self._target_mean = np.asarray(mean if target_mean is None else target_mean, np.float64)
         self._target_std = np.asarray(std if target_std is None else target_std, np.float64)
         self.prior_frames = self._voice.prior_weight
@@ -84,8 +95,14 @@ class SpeakerCalibration:
     def map(self, window: np.ndarray) -> np.ndarray:
         """The window as the training population's average voice would have given it (or,
         with a target of zero mean and unit spread, z-scored by this voice)."""
-        scale = self._target_std / self.std
-        out = (np.asarray(window, dtype=np.float64) - self.mean) * scale + self._target_mean
+        mean, std = self.mean, self.std
+        if self.max_shift is not None:
+            reach = self.max_shift * self._prior_std
+            mean = np.clip(mean, self._prior_mean - reach, self._prior_mean + reach)
+            factor = 1.0 + self.max_shift
+            std = np.clip(std, self._prior_std / factor, self._prior_std * factor)
+        scale = self._target_std / std
+        out = (np.asarray(window, dtype=np.float64) - mean) * scale + self._target_mean
         return out.astype(np.float32)
 
 
@@ -118,7 +135,13 @@ class ReferenceGate:
 
 
 def reference_problem(setup: dict, labels: list[str]) -> str | None:
-    """Why a sidecar's ``speaker_calibration.reference`` is unusable; None if it is."""
+    """Why a sidecar's ``speaker_calibration.reference`` or ``max_shift`` is unusable;
+    None if they are."""
+    bound = setup.get("max_shift")
+    if bound is not None and not (
+        isinstance(bound, int | float) and not isinstance(bound, bool) and bound > 0
+    ):
+        return "speaker_calibration.max_shift needs a positive number"
     reference = setup.get("reference")
     if reference is None:
         return None
@@ -144,6 +167,7 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
             setup["prior_frames"],
             target_mean=np.zeros(n_features),
             target_std=np.ones(n_features),
+            max_shift=setup.get("max_shift"),
         )
     if not calibrate:
         return None
@@ -153,4 +177,6 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
             "drop --calibrate"
         )
     population = spec.standardiser
-    return SpeakerCalibration(population.mean, population.std, setup["prior_frames"])
+    return SpeakerCalibration(
+        population.mean, population.std, setup["prior_frames"], max_shift=setup.get("max_shift")
+    )

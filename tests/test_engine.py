@@ -167,6 +167,32 @@ def test_calibration_starts_from_the_population_and_moves_to_the_voice():
     np.testing.assert_allclose(calibration.map(window), window, atol=1e-5)
 
 
+def test_a_bounded_calibration_moves_a_voice_no_further_than_its_bound():
+    from ser_live.calibration import SpeakerCalibration
+
+    rng = np.random.default_rng(1)
+    mean, std = rng.standard_normal(5), rng.uniform(0.5, 2.0, 5)
+    bounded = SpeakerCalibration(mean, std, prior_frames=2000, max_shift=0.5)
+    free = SpeakerCalibration(mean, std, prior_frames=2000)
+    for shift, spread, within in ((0.2, 1.2, True), (3.0, 0.5, False)):
+        voice_mean, voice_std = mean + shift * std, std * spread
+        bounded.reset()
+        free.reset()
+        for _ in range(1000):
+            window = voice_mean + voice_std * rng.standard_normal((196, 5))
+            bounded.update(window)
+            free.update(window)
+        heard = voice_mean + voice_std * rng.standard_normal((196 * 50, 5))
+        if within:  # mapped as without a bound
+            np.testing.assert_allclose(bounded.map(heard), free.map(heard), atol=1e-5)
+            continue
+        # 3 spreads higher and half as varied: the map takes off only 0.5 spreads, and
+        # widens by at most 1.5, so the voice stays 3.75 spreads high, 0.75 as varied.
+        mapped = bounded.map(heard)
+        np.testing.assert_allclose((mapped.mean(axis=0) - mean) / std, 3.75, atol=0.1)
+        np.testing.assert_allclose(mapped.std(axis=0) / std, 0.75, rtol=0.05)
+
+
 def test_a_calibrated_engine_hears_speech_only_and_resets_per_voice(classifier, speech):
     classifier = learning_from_all(classifier)  # the gate: test_training.py
     plain = Engine(classifier)

@@ -87,6 +87,10 @@ def edit_sidecar(model: Path, change) -> None:
         (lambda d: d.update(hop_s=0.123), "hop"),
         (lambda d: d["normalisation"].update(per_window="none"), "normalisation"),
         (lambda d: d["normalisation"]["global"].update(mean=[0.0]), "normalisation"),
+        (
+            lambda d: d["normalisation"]["speaker_calibration"].update(max_shift=-1.0),
+            "max_shift needs a positive number",
+        ),
         (lambda d: d.update(format_version=99), "format"),
         (lambda d: d.pop("features"), "incomplete"),
     ],

@@ -542,6 +542,7 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
             report["loco_one_emotion"][corpus]["uar"]
         )
         assert corpus in yardstick["nested_choice"]
+    today_alone = {c: yardstick["rows"]["today"][c]["alone"] for c in CORPORA}
     assert "## Per class: recall, today's default → new" in (run_dir / "yardstick.md").read_text()
     # A recipe against itself: the same rows, nothing gained or lost.
     proc = python_m(
@@ -550,6 +551,26 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Largest loss on one corpus: +0.0 points\n" in proc.stdout
     assert proc.stdout.count("| chosen |") == 3
+    # A bounded calibration as an experiment: its own reports; each clip alone (never
+    # calibrated) as before; compared as one more choice.
+    proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--gates", "0.6")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bounded = json.loads((run_dir / "yardstick_shift0.5.json").read_text())
+    assert bounded["max_shift"] == 0.5
+    assert bounded["settings_grid"]["gates"] == [None, 0.6, "off"]
+    for corpus in CORPORA:
+        assert bounded["rows"]["today"][corpus]["alone"] == today_alone[corpus]
+    proc = python_m(
+        "training.recipes",
+        run_dir / "yardstick.json",
+        run_dir / "yardstick_shift0.5.json",
+        "--names",
+        "free,bounded",
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Largest loss on one corpus:" in proc.stdout
+    proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--install")
+    assert proc.returncode == 2 and "never installed" in proc.stderr
 
     # The held-out models through recording channels: the clean channel scores as the run
     # did, each clip alone and as calibrated sessions.

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.yardstick import GATES, HEARINGS, MAX_LOSS, WEIGHTS, choose, describe
+from training.yardstick import HEARINGS, MAX_LOSS, WEIGHTS, choose, describe
 
 
 def combined_table(results: dict[str, dict]) -> dict[tuple, dict[str, dict[str, float]]]:
-    """Every recipe's UAR table, keyed ``(recipe, gate, weight)``."""
+    """Every recipe's UAR table, keyed ``(recipe, gate, weight)``, over the gates each
+    was heard under."""
     return {
         (name, g, w): result["table"][describe((g, w))]
         for name, result in results.items()
-        for g in GATES
+        for g in result["settings_grid"]["gates"]
         for w in WEIGHTS
     }
 
@@ -65,6 +66,8 @@ def markdown(results: dict[str, dict]) -> str:
     lines += [f"- {c}: {s[0]}, {describe(s[1:])}" for c, (s, _) in nested.items()]
     base, new = names[0], names[-1]
     shipped = tuple(results[base]["shipped"])
+    if describe(shipped) not in results[new]["table"]:
+        return "\n".join([*lines, "", f"{new} was not heard at {describe(shipped)}"]) + "\n"
     lines += [
         "",
         f"{new} against {base} at the shipped setting ({describe(shipped)}), points:",

@@ -77,21 +77,29 @@ class Heard:
         return [None if np.isnan(row).any() else row for row in p]
 
 
-def set_gate(sidecar: Path, gate: float | str | None) -> None:
+def set_gate(sidecar: Path, gate: float | str | None, max_shift: float | None = None) -> None:
     """A model sidecar's calibration set to learn from speech heard as neutral at
-    ``gate`` (a probability), or from all speech."""
+    ``gate`` (a probability), or from all speech; bounded by ``max_shift`` (None: not)."""
     spec = json.loads(sidecar.read_text())
     calibration = spec["normalisation"]["speaker_calibration"]
     calibration.pop("reference", None)
+    calibration.pop("max_shift", None)
     if isinstance(gate, float):
         calibration["reference"] = {"emotions": ["neutral"], "min_probability": gate}
+    if max_shift is not None:
+        calibration["max_shift"] = max_shift
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
 
 
 def gated_copy(
-    model: Path, gate: float | str | None, out_dir: Path, member: Path | None = None
+    model: Path,
+    gate: float | str | None,
+    out_dir: Path,
+    member: Path | None = None,
+    max_shift: float | None = None,
 ) -> Path:
-    """The held-out model with its reference gate set (and ``member``, as the pair)."""
+    """The held-out model with its reference gate and bound set (and ``member``, as the
+    pair)."""
     ignore = shutil.ignore_patterns("*.keras")
     shutil.copytree(model.parent, out_dir, dirs_exist_ok=True, ignore=ignore)
     sidecar = out_dir / model.with_suffix(".json").name
@@ -101,7 +109,7 @@ def gated_copy(
         spec = json.loads(sidecar.read_text())
         spec["members"] = [member.name]
         sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    set_gate(sidecar, gate)
+    set_gate(sidecar, gate, max_shift)
     return out_dir / model.name
 
 
@@ -111,14 +119,16 @@ def hear_corpus(
     second_opinion: Path,
     work: Path,
     member: Path | None = None,
+    max_shift: float | None = None,
+    gates: tuple = GATES,
 ) -> dict[tuple, Heard]:
-    """Every clip under every gate and way of hearing, kept in ``work/heard.npz``."""
+    """Every clip under each of ``gates`` and way of hearing, kept in ``work/heard.npz``."""
     out: dict[tuple, Heard] = {}
     kept = work / "heard.npz"
     if kept.is_file():
         with np.load(kept) as data:
             if len(data["paths"]) == len(clips) and list(data["paths"]) == [u.path for u in clips]:
-                for gate in GATES:
+                for gate in gates:
                     for h in HEARINGS:
                         key = f"{gate}|{h}"
                         out[(gate, h)] = Heard(data[f"{key}|a"], data[f"{key}|t"])
@@ -132,13 +142,13 @@ def hear_corpus(
 
     model = gated_copy(model, None, work / "as-trained", member)
     alone = collect(heard(model, clips, "alone", second_opinion))
-    for gate in GATES:
+    for gate in gates:
         out[(gate, "alone")] = alone
         for protocol in HEARINGS[1:]:
             if gate == "off":
                 out[(gate, protocol)] = alone
                 continue
-            gated = gated_copy(model, gate, work / f"gate-{gate}", member)
+            gated = gated_copy(model, gate, work / f"gate-{gate}", member, max_shift)
             out[(gate, protocol)] = collect(heard(gated, clips, protocol, second_opinion))
     arrays = {f"{g}|{h}|{x}": getattr(v, x) for (g, h), v in out.items() for x in ("a", "t")}
     np.savez(kept, paths=np.array([u.path for u in clips]), **arrays)
@@ -205,7 +215,8 @@ def choose_opt_in(table: dict[tuple, dict[str, dict[str, float]]], corpora: list
 def choices(result: dict) -> dict:
     """The choices on a result's table: each row's, the shipped one, the opt-in weight."""
     corpora = result["corpora"]
-    table = {(g, w): result["table"][describe((g, w))] for g in GATES for w in WEIGHTS}
+    gates = result["settings_grid"]["gates"]
+    table = {(g, w): result["table"][describe((g, w))] for g in gates for w in WEIGHTS}
     nested = {c: choose(table, [o for o in corpora if o != c]) for c in corpora}
     opt_in = {c: choose_opt_in(table, [o for o in corpora if o != c]) for c in corpora}
     shipped = choose(table, corpora)
@@ -230,7 +241,12 @@ def describe(setting: tuple) -> str:
 
 
 def evaluate(
-    run_dir: Path, data: list[Path], second_opinion: Path, member: Path | None = None
+    run_dir: Path,
+    data: list[Path],
+    second_opinion: Path,
+    member: Path | None = None,
+    max_shift: float | None = None,
+    gates: tuple = GATES,
 ) -> dict:
     from ser_live.model import load_model
 
@@ -244,18 +260,21 @@ def evaluate(
     of = {c: [u for u in utterances if u.corpus == c] for c in corpora}
     heard_by = {}
     for corpus in corpora:
-        log(f"hearing {corpus} under {len(GATES)} calibration settings")
+        log(f"hearing {corpus} under {len(gates)} calibration settings")
         heard_by[corpus] = hear_corpus(
             run_dir / f"without-{corpus}" / MODEL_NAME,
             of[corpus],
             second_opinion,
-            run_dir / f"yardstick{'-pair' if member else ''}" / corpus,
+            run_dir / f"{stem(member, max_shift)}-work" / corpus,
             member,
+            max_shift,
+            gates,
         )
-    table = {(g, w): uars(heard_by, of, g, w) for g in GATES for w in WEIGHTS}
+    table = {(g, w): uars(heard_by, of, g, w) for g in gates for w in WEIGHTS}
     result = {
         "corpora": corpora,
-        "settings_grid": {"gates": list(GATES), "weights": list(WEIGHTS)},
+        "max_shift": max_shift,
+        "settings_grid": {"gates": list(gates), "weights": list(WEIGHTS)},
         "table": {describe(k): v for k, v in table.items()},
     }
     result.update(choices(result))
@@ -269,6 +288,24 @@ def evaluate(
             }
     result["rows"] = rows
     return result
+
+
+def parse_gates(text: str) -> tuple:
+    """``--gates``: today's (learn from all speech) and "off" always among them."""
+    gates: list = [None]
+    for word in text.split(","):
+        word = word.strip()
+        gate = None if word == "all" else "off" if word == "off" else float(word)
+        if isinstance(gate, float) and not 0.0 <= gate <= 1.0:
+            raise ValueError(word)
+        if gate not in gates and gate != "off":
+            gates.append(gate)
+    return (*gates, "off")
+
+
+def stem(member: Path | None, max_shift: float | None) -> str:
+    """The name of a run's reports (``.md``, ``.json``), and of its work folder."""
+    return "yardstick" + ("_pair" if member else "") + (f"_shift{max_shift}" if max_shift else "")
 
 
 def markdown(result: dict) -> str:
@@ -359,6 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         help="pair each held-out network with this model, as the shipped pair (corpora it "
         "heard are not held out, so not scored)",
     )
+    parser.add_argument(
+        "--max-shift",
+        type=float,
+        help="bound every calibrated setting's map to this many of the population's "
+        "spreads (ser_live.calibration; an experiment: reports yardstick_shiftB.*)",
+    )
+    parser.add_argument(
+        "--gates",
+        type=parse_gates,
+        default=GATES,
+        help="the gates to hear, comma-separated: all (learn from all speech), a "
+        "probability, off; all and off always included (default: all,0.4,0.6,off)",
+    )
     parser.add_argument("--install", action="store_true", help="write the choice into models/")
     parser.add_argument(
         "--report-only",
@@ -368,17 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not list(args.run_dir.glob(f"without-*/{MODEL_NAME}")):
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
-    stem = "yardstick_pair" if args.member else "yardstick"
+    if args.max_shift is not None and (args.max_shift <= 0 or args.install):
+        parser.error("--max-shift: a positive bound, never installed (an experiment)")
+    name = stem(args.member, args.max_shift)
     if args.report_only:
-        result = json.loads((args.run_dir / f"{stem}.json").read_text())
+        result = json.loads((args.run_dir / f"{name}.json").read_text())
         again = choices(result)
         if again["nested_settings"] != result["nested_settings"]:
             parser.error("the rows' choices changed: run it without --report-only")
         result.update(again)
     else:
-        result = evaluate(args.run_dir, args.data, args.second_opinion, args.member)
-    (args.run_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.run_dir / f"{stem}.md").write_text(markdown(result))
+        result = evaluate(
+            args.run_dir, args.data, args.second_opinion, args.member, args.max_shift, args.gates
+        )
+    (args.run_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.run_dir / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
     if args.install:
         install(result["shipped"], result["opt_in_weight"], args.second_opinion)
