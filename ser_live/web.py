@@ -79,11 +79,15 @@ def serve(host: str, port: int, max_upload_mb: int) -> int:
             file=sys.stderr,
             flush=True,
         )
+    if os.name == "posix":
+        # Blocked from here until web_serve's try, across the exec: a Ctrl-C waits in the
+        # kernel for the server's process. One that came just before is raised by the
+        # Python code below, here (main: exit 130), not lost in the exec.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     print(f"ser-live web: http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
     env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
     command = streamlit_command(host, port, max_upload_mb)
     if os.name == "posix":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # until web_serve's try
         os.execve(command[0], command, env)  # does not return
     try:  # Windows: exec would detach the server from the console; wait for it instead
         return subprocess.run(command, env=env).returncode

@@ -424,6 +424,7 @@ def test_ctrl_c_while_the_server_starts_ends_without_a_traceback(delay_s):
     assert "Ctrl-C stops it" in proc.stderr.readline()  # then it becomes the server
     time.sleep(delay_s)  # how far into the start the Ctrl-C comes; any moment will do
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=60) in (0, 1, 130)
+    # Streamlit's own exits (0, or click's 1), ours (130), or death by the signal itself.
+    assert proc.wait(timeout=60) in (0, 1, 130, -signal.SIGINT)
     with proc.stderr:
         assert "Traceback" not in proc.stderr.read()
