@@ -552,8 +552,10 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     assert "Largest loss on one corpus: +0.0 points\n" in proc.stdout
     assert proc.stdout.count("| chosen |") == 3
     # A bounded calibration as an experiment: its own reports; each clip alone (never
-    # calibrated) as before; compared as one more choice.
-    proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--gates", "0.6")
+    # calibrated; no second opinion at today's weight, 0) as before; compared as one more
+    # choice.
+    bounded_run = ["--max-shift", "0.5", "--gates", "0.6", "--without-second-opinion"]
+    proc = python_m("training.yardstick", run_dir, CORPUS, *bounded_run)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     bounded = json.loads((run_dir / "yardstick_shift0.5.json").read_text())
     assert bounded["max_shift"] == 0.5

@@ -116,7 +116,7 @@ def gated_copy(
 def hear_corpus(
     model: Path,
     clips: list[Utterance],
-    second_opinion: Path,
+    second_opinion: Path | None,
     work: Path,
     member: Path | None = None,
     max_shift: float | None = None,
@@ -243,7 +243,7 @@ def describe(setting: tuple) -> str:
 def evaluate(
     run_dir: Path,
     data: list[Path],
-    second_opinion: Path,
+    second_opinion: Path | None,
     member: Path | None = None,
     max_shift: float | None = None,
     gates: tuple = GATES,
@@ -391,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the second opinion's ONNX file (default: models/dusha_ser.onnx)",
     )
     parser.add_argument(
+        "--without-second-opinion",
+        action="store_true",
+        help="hear no second opinion (every weight then scores as 0): about half the time, "
+        "for comparing calibrations; never installed",
+    )
+    parser.add_argument(
         "--member",
         type=Path,
         help="pair each held-out network with this model, as the shipped pair (corpora it "
@@ -420,6 +426,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
     if args.max_shift is not None and (args.max_shift <= 0 or args.install):
         parser.error("--max-shift: a positive bound, never installed (an experiment)")
+    if args.without_second_opinion:
+        if args.install:
+            parser.error("--without-second-opinion: never installed (an experiment)")
+        args.second_opinion = None
     name = stem(args.member, args.max_shift)
     if args.report_only:
         result = json.loads((args.run_dir / f"{name}.json").read_text())
