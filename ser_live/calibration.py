@@ -65,8 +65,6 @@ class SpeakerCalibration:
         the prior's in the map, in units of the prior's spread (the mean by at most that
         many spreads, the spread by at most a factor ``1 + max_shift``); None: no bound."""
         self._voice = PriorWeightedStats(mean, std, prior_frames)
-        self._prior_mean = np.asarray(mean, np.float64)
-        self._prior_std = np.asarray(std, np.float64)
         self.max_shift = max_shift
         self._target_mean = np.asarray(mean if target_mean is None else target_mean, np.float64)
         self._target_std = np.asarray(std if target_std is None else target_std, np.float64)
@@ -97,10 +95,11 @@ class SpeakerCalibration:
         with a target of zero mean and unit spread, z-scored by this voice)."""
         mean, std = self.mean, self.std
         if self.max_shift is not None:
-            reach = self.max_shift * self._prior_std
-            mean = np.clip(mean, self._prior_mean - reach, self._prior_mean + reach)
+            prior_mean, prior_std = self._voice.prior_mean, self._voice.prior_std
+            reach = self.max_shift * prior_std
+            mean = np.clip(mean, prior_mean - reach, prior_mean + reach)
             factor = 1.0 + self.max_shift
-            std = np.clip(std, self._prior_std / factor, self._prior_std * factor)
+            std = np.clip(std, prior_std / factor, prior_std * factor)
         scale = self._target_std / std
         out = (np.asarray(window, dtype=np.float64) - mean) * scale + self._target_mean
         return out.astype(np.float32)

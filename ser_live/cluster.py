@@ -88,7 +88,7 @@ def connect(address: str, workers: int | None = None) -> None:
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        lines = _lines(exc)
         reason = lines[0] if lines else type(exc).__name__
         if len(lines) > 1 and reason.endswith(":"):  # Ray Client: a header, then a traceback
             reason = f"{reason} {lines[-1]}"
@@ -132,8 +132,12 @@ def _start_actors(ray, options: EngineOptions, count: int) -> list:
     return actors
 
 
+def _lines(exc: BaseException) -> list[str]:
+    return [line.strip() for line in str(exc).splitlines() if line.strip()]
+
+
 def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = _lines(exc)
     if len(lines) > 1 and lines[-1].startswith("The actor never ran"):
         return " ".join(lines[-2:])  # the line before says why it never ran
     return lines[-1] if lines else type(exc).__name__
@@ -178,7 +182,8 @@ def analyze_on_ray(
     # A job: (unit index, None) for the whole batch, or (unit, k) for its k-th run alone,
     # once the batch as a whole failed.
     retry: deque[tuple[int, int]] = deque()
-    in_flight: dict[object, tuple[int, int | None, int]] = {}  # ref -> (unit, k, actor)
+    # ref -> (unit, k, actor, its share of the actor's load)
+    in_flight: dict[object, tuple[int, int | None, int, int]] = {}
     parts: dict[int, dict[int, list[FileResult]]] = {}  # a split batch's runs back so far
     finished: dict[int, list[FileResult]] = {}
     window = IN_FLIGHT_PER_WORKER * count
@@ -199,12 +204,12 @@ def analyze_on_ray(
                 else:
                     unit, k, job, weight = next_unit, None, units[next_unit], 1
                     next_unit += 1
-                in_flight[actors[actor].analyse.remote(job)] = (unit, k, actor)
+                in_flight[actors[actor].analyse.remote(job)] = (unit, k, actor, weight)
                 load[actor] += weight
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
-                unit, k, actor = in_flight.pop(ref)
-                load[actor] -= 1 if k is None else IN_FLIGHT_PER_WORKER
+                unit, k, actor, weight = in_flight.pop(ref)
+                load[actor] -= weight
                 try:
                     results = ray.get(ref)
                 except ray.exceptions.RayError as exc:

@@ -18,8 +18,8 @@ class PriorWeightedStats:
     def __init__(self, mean: np.ndarray, std: np.ndarray, prior_weight: float) -> None:
         if not prior_weight > 0:
             raise ValueError("the prior needs a positive weight")
-        self._prior_mean = np.asarray(mean, dtype=np.float64)
-        self._prior_std = np.asarray(std, dtype=np.float64)
+        self.prior_mean = np.asarray(mean, dtype=np.float64)
+        self.prior_std = np.asarray(std, dtype=np.float64)
         self.prior_weight = float(prior_weight)
         self.reset()
 
@@ -27,8 +27,8 @@ class PriorWeightedStats:
         """Back to the prior: nothing of the voice heard."""
         n = self.prior_weight
         self._n = n
-        self._sum = n * self._prior_mean
-        self._sum_sq = n * (self._prior_std**2 + self._prior_mean**2)
+        self._sum = n * self.prior_mean
+        self._sum_sq = n * (self.prior_std**2 + self.prior_mean**2)
         self.count = 0  # observations added since the last reset
 
     def add(self, rows: np.ndarray) -> None:
