@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ser_live.errors import SerLiveError
 from ser_live.uploads import MAX_UPLOAD_ENV
+from ser_live.web_serve import BANNER_ENV
 
 
 def is_loopback(host: str) -> bool:
@@ -79,16 +80,16 @@ def serve(host: str, port: int, max_upload_mb: int) -> int:
             file=sys.stderr,
             flush=True,
         )
-    if os.name == "posix":
-        # Blocked from here until web_serve's try, across the exec: a Ctrl-C waits in the
-        # kernel for the server's process. One that came just before is raised by the
-        # Python code below, here (main: exit 130), not lost in the exec.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    print(f"ser-live web: http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    banner = f"ser-live web: http://{host}:{port} (Ctrl-C stops it)"
     env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
     command = streamlit_command(host, port, max_upload_mb)
     if os.name == "posix":
-        os.execve(command[0], command, env)  # does not return
+        # Blocked from here until web_serve's try, across the exec: a Ctrl-C waits in the
+        # kernel for the server's process, which prints the banner once it can be stopped
+        # (web_serve says why there).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.execve(command[0], command, {**env, BANNER_ENV: banner})  # does not return
+    print(banner, file=sys.stderr, flush=True)
     try:  # Windows: exec would detach the server from the console; wait for it instead
         return subprocess.run(command, env=env).returncode
     except KeyboardInterrupt:
