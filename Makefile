@@ -15,9 +15,11 @@ $(VENV)/.app: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+# The training libraries at the versions the model card's networks were trained with
+# (training/constraints.txt): the same recipe with other versions gives other networks.
+$(VENV)/.dev: pyproject.toml training/constraints.txt | $(BIN)/python
 	bash scripts/system-deps.sh --test
-	$(BIN)/pip install -q -e ".[train,cluster,web,dev]"
+	$(BIN)/pip install -q -c training/constraints.txt -e ".[train,cluster,web,dev]"
 	touch $(VENV)/.app $@
 
 run: $(VENV)/.app

@@ -17,6 +17,7 @@ from ser_live import EMOTIONS
 from tests.conftest import CORPUS, ROOT
 from training.config import TrainConfig
 from training.corpora import CORPORA, find_utterances, parse
+from training.environment import training_libraries
 
 
 def test_loaders_read_every_corpus_in_wav_flac_and_opus():
@@ -521,6 +522,13 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     for corpus in CORPORA:
         spec = load_model(run_dir / f"without-{corpus}" / "ser_cnn_int8.tflite").spec
         assert set(spec.training["corpora"]) == set(CORPORA) - {corpus}
+        # What it was trained with, as installed here: enough to pin a rerun to it.
+        assert spec.training["libraries"]["numpy"] == np.__version__
+        assert (
+            "tensorflow-cpu" in spec.training["libraries"]
+            or "tensorflow" in (spec.training["libraries"])
+        )
+    assert report["libraries"] == training_libraries()
     rows = (run_dir / "predictions_loco.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(expected_clips.values())
     assert "| korean | Korean | neutral, sad | 2 | 0.500 |" in (run_dir / "loco.md").read_text()
@@ -707,3 +715,39 @@ def test_a_verdict_at_any_second_opinion_weight_is_its_fusion_terms(tmp_path):
         expected[shared] += weight * t
         np.testing.assert_allclose(result.speech_probabilities, expected, atol=1e-6)
     assert np.abs(terms[1]).max() > 1e-3  # the second opinion does move the verdict
+
+
+def test_a_sidecar_records_the_train_extra_and_what_it_needs_not_the_other_extras():
+    """The versions a fit computes with: the [train] extra's libraries and theirs (numba
+    comes through librosa), not the test tools or the other extras."""
+    from importlib.metadata import version
+
+    libraries = training_libraries()
+    for name in ("librosa", "audiomentations", "numba", "soxr", "keras", "numpy"):
+        assert libraries[name] == version(name), name
+    assert {"pytest", "ray", "streamlit", "pip", "setuptools"}.isdisjoint(libraries)
+
+
+def test_the_pins_are_read_and_compared_by_name():
+    from training.environment import differences, read_constraints
+
+    pins = read_constraints(ROOT / "training" / "constraints.txt")
+    assert pins["numpy"] and pins["tensorflow-cpu"]
+    installed = {**pins, "numpy": "0.0", "librosa": None}
+    installed.pop("librosa")
+    assert differences(pins, installed) == [
+        f"librosa {pins['librosa']} -> missing",
+        f"numpy {pins['numpy']} -> 0.0",
+    ]
+
+
+def test_make_test_installs_the_training_libraries_at_their_pins():
+    """CI runs the suite with the versions make loco trains with (training/constraints.txt)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.environment", "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -19,6 +19,7 @@ from ser_live import EMOTIONS
 from training import log
 from training.config import TrainConfig
 from training.corpora import CORPORA, Utterance, find_utterances, write_manifest
+from training.environment import check_pinned, training_libraries
 from training.report import ROWS, markdown
 from training.scoring import PROTOCOLS, clip_probabilities, mean_uar, score_model, scores
 from training.trainer import ROOT, PendingModel, Trainer, install
@@ -158,7 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{c} {sum(u.corpus == c for u in utterances)}" for c in corpora)
     )
     of = {c: [u for u in utterances if u.corpus == c] for c in corpora}
-    report: dict = {"corpora": corpora}
+    # The versions the networks come from; a rerun elsewhere reproduces them only with
+    # the same (make loco installs training/constraints.txt's).
+    report: dict = {"corpora": corpora, "libraries": training_libraries()}
+    if unpinned := check_pinned():
+        log(
+            "this environment differs from training/constraints.txt, so the networks will "
+            "differ from the model card's: " + "; ".join(unpinned)
+        )
 
     if args.baseline:
         from ser_live.model import load_model

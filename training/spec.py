@@ -11,6 +11,7 @@ from ser_live.features import DEFAULT_SETTINGS, Standardiser
 from ser_live.model import ModelSpec
 from training.config import TrainConfig
 from training.corpora import Utterance
+from training.environment import training_libraries
 from training.models import CNN_ARCHITECTURES
 
 
@@ -99,6 +100,8 @@ def model_spec(
             "windows": n_windows,
             "epochs": epochs,
             "config": asdict(cfg),
+            # The same recipe with other library versions gives other networks.
+            "libraries": training_libraries(),
         },
         metrics=summary,
         licence=training_licence(sorted({u.corpus for u in utterances})),
