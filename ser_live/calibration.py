@@ -24,7 +24,10 @@ at the prior (the population heard as one voice) rather than learning this strea
 A sidecar may bound the map (``speaker_calibration.max_shift``): the voice's statistics
 then count only up to that many of the population's spreads away from it, so a voice that
 keeps one emotion cannot drag the map further (the yardstick's ``--max-shift`` measures
-it; docs/experiments.md).
+it; docs/experiments.md). It may also name the only features calibration moves
+(``speaker_calibration.dims``: those that tell voices apart more than emotions,
+``training.identity_dims``); the others are heard against the population, as without
+calibration, so an emotion that moves them stays visible however long it lasts.
 
 Measured on the three corpora the shipped model never heard, one session per speaker
 (models/README.md): see the model card's leave-one-corpus-out section.
@@ -58,14 +61,21 @@ class SpeakerCalibration:
         target_mean: np.ndarray | None = None,
         target_std: np.ndarray | None = None,
         max_shift: float | None = None,
+        dims: list[int] | None = None,
     ) -> None:
         """``mean``, ``std``: the training population's statistics, the prior; the map
         sends the voice's statistics onto ``target_mean``, ``target_std`` (by default the
         population's own). ``max_shift``: how far the voice's statistics may stray from
         the prior's in the map, in units of the prior's spread (the mean by at most that
-        many spreads, the spread by at most a factor ``1 + max_shift``); None: no bound."""
+        many spreads, the spread by at most a factor ``1 + max_shift``); None: no bound.
+        ``dims``: the only features whose map follows the voice (the others keep the
+        prior's); None: all of them."""
         self._voice = PriorWeightedStats(mean, std, prior_frames)
         self.max_shift = max_shift
+        self._follows = None
+        if dims is not None:
+            self._follows = np.zeros(len(self._voice.prior_mean), dtype=bool)
+            self._follows[list(dims)] = True
         self._target_mean = np.asarray(mean if target_mean is None else target_mean, np.float64)
         self._target_std = np.asarray(std if target_std is None else target_std, np.float64)
         self.prior_frames = self._voice.prior_weight
@@ -100,6 +110,9 @@ class SpeakerCalibration:
             mean = np.clip(mean, prior_mean - reach, prior_mean + reach)
             factor = 1.0 + self.max_shift
             std = np.clip(std, prior_std / factor, prior_std * factor)
+        if self._follows is not None:
+            mean = np.where(self._follows, mean, self._voice.prior_mean)
+            std = np.where(self._follows, std, self._voice.prior_std)
         scale = self._target_std / std
         out = (np.asarray(window, dtype=np.float64) - mean) * scale + self._target_mean
         return out.astype(np.float32)
@@ -133,9 +146,17 @@ class ReferenceGate:
         return float(np.asarray(probabilities)[list(self.indices)].sum()) >= self.min_probability
 
 
-def reference_problem(setup: dict, labels: list[str]) -> str | None:
-    """Why a sidecar's ``speaker_calibration.reference`` or ``max_shift`` is unusable;
-    None if they are."""
+def reference_problem(setup: dict, labels: list[str], n_features: int | None = None) -> str | None:
+    """Why a sidecar's ``speaker_calibration.reference``, ``max_shift`` or ``dims`` is
+    unusable; None if they are."""
+    dims = setup.get("dims")
+    if dims is not None and not (
+        isinstance(dims, list)
+        and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+        and len(set(dims)) == len(dims)
+        and all(0 <= d < (n_features or 10**9) for d in dims)
+    ):
+        return "speaker_calibration.dims needs distinct feature indices"
     bound = setup.get("max_shift")
     if bound is not None and not (
         isinstance(bound, int | float) and not isinstance(bound, bool) and bound > 0
@@ -167,6 +188,7 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
             target_mean=np.zeros(n_features),
             target_std=np.ones(n_features),
             max_shift=setup.get("max_shift"),
+            dims=setup.get("dims"),
         )
     if not calibrate:
         return None
@@ -177,5 +199,9 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
         )
     population = spec.standardiser
     return SpeakerCalibration(
-        population.mean, population.std, setup["prior_frames"], max_shift=setup.get("max_shift")
+        population.mean,
+        population.std,
+        setup["prior_frames"],
+        max_shift=setup.get("max_shift"),
+        dims=setup.get("dims"),
     )

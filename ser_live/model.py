@@ -121,7 +121,7 @@ class ModelSpec:
         ):
             problems.append(f"speaker calibration {calibration!r} needs positive prior_frames")
         elif calibration is not None and (
-            problem := reference_problem(calibration, list(EMOTIONS))
+            problem := reference_problem(calibration, list(EMOTIONS), settings.n_features)
         ):
             problems.append(problem)
         elif calibration is not None and calibration.get("speaker_normalised"):

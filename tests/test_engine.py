@@ -193,6 +193,28 @@ def test_a_bounded_calibration_moves_a_voice_no_further_than_its_bound():
         np.testing.assert_allclose(mapped.std(axis=0) / std, 0.75, rtol=0.05)
 
 
+def test_calibration_of_some_features_leaves_the_others_as_the_population_hears_them():
+    from ser_live.calibration import SpeakerCalibration
+
+    rng = np.random.default_rng(2)
+    mean, std = rng.standard_normal(5), rng.uniform(0.5, 2.0, 5)
+    some = SpeakerCalibration(mean, std, prior_frames=2000, dims=[0, 3])
+    every = SpeakerCalibration(mean, std, prior_frames=2000)
+    voice_mean, voice_std = mean + 2.0 * std, 0.5 * std
+    for _ in range(1000):
+        window = voice_mean + voice_std * rng.standard_normal((196, 5))
+        some.update(window)
+        every.update(window)
+    heard = voice_mean + voice_std * rng.standard_normal((196 * 50, 5))
+    mapped, free = some.map(heard), every.map(heard)
+    np.testing.assert_allclose(mapped[:, [0, 3]], free[:, [0, 3]], atol=1e-5)
+    np.testing.assert_allclose(mapped[:, [1, 2, 4]], heard[:, [1, 2, 4]], atol=1e-4)
+    # The others still stand 2 spreads high: an emotion that moved them stays visible.
+    np.testing.assert_allclose(
+        (mapped.mean(axis=0)[[1, 2, 4]] - mean[[1, 2, 4]]) / std[[1, 2, 4]], 2.0, atol=0.1
+    )
+
+
 def test_a_calibrated_engine_hears_speech_only_and_resets_per_voice(classifier, speech):
     classifier = learning_from_all(classifier)  # the gate: test_training.py
     plain = Engine(classifier)

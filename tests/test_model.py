@@ -91,6 +91,10 @@ def edit_sidecar(model: Path, change) -> None:
             lambda d: d["normalisation"]["speaker_calibration"].update(max_shift=-1.0),
             "max_shift needs a positive number",
         ),
+        (
+            lambda d: d["normalisation"]["speaker_calibration"].update(dims=[0, 43]),
+            "dims needs distinct feature indices",
+        ),
         (lambda d: d.update(format_version=99), "format"),
         (lambda d: d.pop("features"), "incomplete"),
     ],

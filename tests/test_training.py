@@ -455,12 +455,15 @@ def test_an_average_with_a_conv2d_member_survives_saving_and_int8_export(tmp_pat
 
 
 def loco_on_fixtures(run_dir: Path, epochs: int, *options) -> subprocess.CompletedProcess:
-    """``training.loco`` on the fixture corpora: one network, one augmented copy."""
+    """``training.loco`` on the fixture corpora: one network, one augmented copy; its
+    windows cached beside the run, not in the checkout."""
     return python_m(
         "training.loco",
         CORPUS,
         "--run-dir",
         run_dir,
+        "--cache-dir",
+        run_dir.parent / "cache",
         "--epochs",
         epochs,
         "--augment",
@@ -581,6 +584,27 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     assert "Largest loss on one corpus:" in proc.stdout
     proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--install")
     assert proc.returncode == 2 and "never installed" in proc.stderr
+    # Calibration of only the features that tell voices apart: measured for each held-out
+    # network on its own training corpora, then heard as an experiment, those features
+    # in each heard copy's sidecar.
+    from training.identity_dims import dims_at
+
+    proc = python_m("training.identity_dims", run_dir, CORPUS, "--cache-dir", tmp_path / "cache")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    identity_run = ["--identity-dims", "1", "--gates", "0.6", "--without-second-opinion"]
+    proc = python_m("training.yardstick", run_dir, CORPUS, *identity_run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    identity = json.loads((run_dir / "yardstick_identity1.0.json").read_text())
+    assert identity["identity_dims"] == 1.0
+    for corpus in CORPORA:
+        assert identity["rows"]["today"][corpus]["alone"] == today_alone[corpus]
+        ratio = json.loads((run_dir / f"without-{corpus}" / "identity_dims.json").read_text())
+        assert len(ratio["ratio"]) == 43 and min(ratio["ratio"]) >= 0
+        heard_as = run_dir / "yardstick_identity1.0-work" / corpus / "gate-0.6"
+        spec = json.loads((heard_as / "ser_cnn_int8.json").read_text())
+        calibration = spec["normalisation"]["speaker_calibration"]
+        assert calibration["dims"] == dims_at(ratio["ratio"], 1.0)
+        assert calibration["reference"]["min_probability"] == 0.6
 
     # The held-out models through recording channels: the clean channel scores as the run
     # did, each clip alone and as calibrated sessions.
@@ -751,3 +775,30 @@ def test_make_test_installs_the_training_libraries_at_their_pins():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_identity_dims_are_the_features_voices_move_more_than_emotions():
+    """Three speakers, each with three emotions: feature 0 set by the voice, feature 1 by
+    the emotion, feature 2 by both alike; the voice-to-emotion ratio tells them apart."""
+    from training.corpora import Utterance
+    from training.identity_dims import dims_at, identity_ratio
+
+    rng = np.random.default_rng(0)
+    voices, moods = [-3.0, 0.0, 3.0], {"neutral": -1.0, "angry": 0.0, "sad": 1.0}
+    utterances, windows, clips = [], [], []
+    for v, voice in enumerate(voices):
+        for emotion, mood in moods.items():
+            for _ in range(4):
+                clip = len(utterances)
+                utterances.append(
+                    Utterance(f"{clip}.wav", "ravdess", f"s{v}", "", emotion, "", emotion)
+                )
+                frames = rng.normal(size=(3, 20, 3)) * 0.1
+                frames[..., 0] += voice
+                frames[..., 1] += 3 * mood
+                frames[..., 2] += voice + 3 * mood
+                windows.append(frames)
+                clips += [clip] * 3
+    ratio = identity_ratio(utterances, np.concatenate(windows), np.array(clips), np.ones(3))
+    assert ratio[0] > 10 and ratio[1] < 0.1 and 0.3 < ratio[2] < 3
+    assert dims_at(ratio, 5.0) == [0]

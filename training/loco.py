@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("data", nargs="+", type=Path, help="folders holding the corpora")
     parser.add_argument("--run-dir", type=Path, help="default: training/runs/loco-<date-time>")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent / "cache",
+        help="where the windows are cached (default: training/cache)",
+    )
     parser.add_argument("--config", type=Path, help="a config.json to start from")
     parser.add_argument("--epochs", type=int, help="most epochs per fit (early stopping decides)")
     parser.add_argument("--augment", type=int, help="augmented copies per training clip")
@@ -282,7 +288,7 @@ def train_all(
     for corpus, n in new_voices.items():
         if n.any():
             log(f"new voices without {corpus}: {dict(zip(EMOTIONS, n.tolist(), strict=True))}")
-    data = extract_windows(utterances, cfg, Path(__file__).resolve().parent / "cache", wanted)
+    data = extract_windows(utterances, cfg, args.cache_dir, wanted)
     x, clip, copy = data["x"], data["clip"], data["copy"]
     win_corpus = np.array([u.corpus for u in utterances])[clip]
     win_speaker = np.array([u.speaker for u in utterances])[clip]

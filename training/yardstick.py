@@ -77,17 +77,44 @@ class Heard:
         return [None if np.isnan(row).any() else row for row in p]
 
 
-def set_gate(sidecar: Path, gate: float | str | None, max_shift: float | None = None) -> None:
+@dataclass(frozen=True)
+class Variant:
+    """An experimental calibration heard under every gate, never installed: bounded
+    (``max_shift``, ``ser_live.calibration``), or moving only the features whose
+    ``training.identity_dims`` ratio is at least ``identity_dims``."""
+
+    max_shift: float | None = None
+    identity_dims: float | None = None
+
+    @property
+    def suffix(self) -> str:
+        """How a run's reports and work folder are told apart from the plain ones."""
+        return (f"_shift{self.max_shift}" if self.max_shift else "") + (
+            f"_identity{self.identity_dims}" if self.identity_dims is not None else ""
+        )
+
+    def apply(self, calibration: dict, model_dir: Path) -> None:
+        """Set the variant in a sidecar's ``speaker_calibration`` (the model's folder
+        holds its ``identity_dims.json``)."""
+        if self.max_shift is not None:
+            calibration["max_shift"] = self.max_shift
+        if self.identity_dims is not None:
+            from training.identity_dims import REPORT, dims_at
+
+            ratio = json.loads((model_dir / REPORT).read_text())["ratio"]
+            calibration["dims"] = dims_at(ratio, self.identity_dims)
+
+
+def set_gate(sidecar: Path, gate: float | str | None, variant: Variant = Variant()) -> None:
     """A model sidecar's calibration set to learn from speech heard as neutral at
-    ``gate`` (a probability), or from all speech; bounded by ``max_shift`` (None: not)."""
+    ``gate`` (a probability), or from all speech; with an experimental ``variant``."""
     spec = json.loads(sidecar.read_text())
     calibration = spec["normalisation"]["speaker_calibration"]
-    calibration.pop("reference", None)
-    calibration.pop("max_shift", None)
+    for key in ("reference", "max_shift", "dims"):
+        calibration.pop(key, None)
     if isinstance(gate, float):
         calibration["reference"] = {"emotions": ["neutral"], "min_probability": gate}
-    if max_shift is not None:
-        calibration["max_shift"] = max_shift
+    variant.apply(calibration, sidecar.parent)
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
 
 
@@ -96,9 +123,9 @@ def gated_copy(
     gate: float | str | None,
     out_dir: Path,
     member: Path | None = None,
-    max_shift: float | None = None,
+    variant: Variant = Variant(),
 ) -> Path:
-    """The held-out model with its reference gate and bound set (and ``member``, as the
+    """The held-out model with its reference gate and variant set (and ``member``, as the
     pair)."""
     ignore = shutil.ignore_patterns("*.keras")
     shutil.copytree(model.parent, out_dir, dirs_exist_ok=True, ignore=ignore)
@@ -109,7 +136,7 @@ def gated_copy(
         spec = json.loads(sidecar.read_text())
         spec["members"] = [member.name]
         sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    set_gate(sidecar, gate, max_shift)
+    set_gate(sidecar, gate, variant)
     return out_dir / model.name
 
 
@@ -119,7 +146,7 @@ def hear_corpus(
     second_opinion: Path | None,
     work: Path,
     member: Path | None = None,
-    max_shift: float | None = None,
+    variant: Variant = Variant(),
     gates: tuple = GATES,
 ) -> dict[tuple, Heard]:
     """Every clip under each of ``gates`` and way of hearing, kept in ``work/heard.npz``."""
@@ -148,7 +175,7 @@ def hear_corpus(
             if gate == "off":
                 out[(gate, protocol)] = alone
                 continue
-            gated = gated_copy(model, gate, work / f"gate-{gate}", member, max_shift)
+            gated = gated_copy(model, gate, work / f"gate-{gate}", member, variant)
             out[(gate, protocol)] = collect(heard(gated, clips, protocol, second_opinion))
     arrays = {f"{g}|{h}|{x}": getattr(v, x) for (g, h), v in out.items() for x in ("a", "t")}
     np.savez(kept, paths=np.array([u.path for u in clips]), **arrays)
@@ -245,7 +272,7 @@ def evaluate(
     data: list[Path],
     second_opinion: Path | None,
     member: Path | None = None,
-    max_shift: float | None = None,
+    variant: Variant = Variant(),
     gates: tuple = GATES,
 ) -> dict:
     from ser_live.model import load_model
@@ -265,15 +292,16 @@ def evaluate(
             run_dir / f"without-{corpus}" / MODEL_NAME,
             of[corpus],
             second_opinion,
-            run_dir / f"{stem(member, max_shift)}-work" / corpus,
+            run_dir / f"{stem(member, variant)}-work" / corpus,
             member,
-            max_shift,
+            variant,
             gates,
         )
     table = {(g, w): uars(heard_by, of, g, w) for g in gates for w in WEIGHTS}
     result = {
         "corpora": corpora,
-        "max_shift": max_shift,
+        "max_shift": variant.max_shift,
+        "identity_dims": variant.identity_dims,
         "settings_grid": {"gates": list(gates), "weights": list(WEIGHTS)},
         "table": {describe(k): v for k, v in table.items()},
     }
@@ -303,9 +331,9 @@ def parse_gates(text: str) -> tuple:
     return (*gates, "off")
 
 
-def stem(member: Path | None, max_shift: float | None) -> str:
+def stem(member: Path | None, variant: Variant = Variant()) -> str:
     """The name of a run's reports (``.md``, ``.json``), and of its work folder."""
-    return "yardstick" + ("_pair" if member else "") + (f"_shift{max_shift}" if max_shift else "")
+    return "yardstick" + ("_pair" if member else "") + variant.suffix
 
 
 def markdown(result: dict) -> str:
@@ -409,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         "spreads (ser_live.calibration; an experiment: reports yardstick_shiftB.*)",
     )
     parser.add_argument(
+        "--identity-dims",
+        type=float,
+        metavar="T",
+        help="calibrate only the features whose voice-to-emotion ratio is at least T "
+        "(training.identity_dims, run first; an experiment: reports yardstick_identityT.*)",
+    )
+    parser.add_argument(
         "--gates",
         type=parse_gates,
         default=GATES,
@@ -426,11 +461,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
     if args.max_shift is not None and (args.max_shift <= 0 or args.install):
         parser.error("--max-shift: a positive bound, never installed (an experiment)")
+    if args.identity_dims is not None:
+        from training.identity_dims import REPORT
+
+        if args.install:
+            parser.error("--identity-dims: never installed (an experiment)")
+        if not all(
+            (m.parent / REPORT).is_file() for m in args.run_dir.glob(f"without-*/{MODEL_NAME}")
+        ):
+            parser.error(f"--identity-dims: run python -m training.identity_dims {args.run_dir}")
+    variant = Variant(args.max_shift, args.identity_dims)
     if args.without_second_opinion:
         if args.install:
             parser.error("--without-second-opinion: never installed (an experiment)")
         args.second_opinion = None
-    name = stem(args.member, args.max_shift)
+    name = stem(args.member, variant)
     if args.report_only:
         result = json.loads((args.run_dir / f"{name}.json").read_text())
         again = choices(result)
@@ -439,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(again)
     else:
         result = evaluate(
-            args.run_dir, args.data, args.second_opinion, args.member, args.max_shift, args.gates
+            args.run_dir, args.data, args.second_opinion, args.member, variant, args.gates
         )
     (args.run_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.run_dir / f"{name}.md").write_text(markdown(result))
