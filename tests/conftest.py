@@ -13,6 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+# A suite started in the background (nohup, `cmd &` in a script) inherits SIGINT ignored,
+# and so would every command the tests start and then stop with Ctrl-C: an ignored signal
+# stays ignored across exec, while a handled one is reset to the default there.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parent.parent
