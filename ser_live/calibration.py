@@ -146,7 +146,7 @@ class ReferenceGate:
         return float(np.asarray(probabilities)[list(self.indices)].sum()) >= self.min_probability
 
 
-def reference_problem(setup: dict, labels: list[str], n_features: int | None = None) -> str | None:
+def reference_problem(setup: dict, labels: list[str], n_features: int) -> str | None:
     """Why a sidecar's ``speaker_calibration.reference``, ``max_shift`` or ``dims`` is
     unusable; None if they are."""
     dims = setup.get("dims")
@@ -154,7 +154,7 @@ def reference_problem(setup: dict, labels: list[str], n_features: int | None = N
         isinstance(dims, list)
         and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
         and len(set(dims)) == len(dims)
-        and all(0 <= d < (n_features or 10**9) for d in dims)
+        and all(0 <= d < n_features for d in dims)
     ):
         return "speaker_calibration.dims needs distinct feature indices"
     bound = setup.get("max_shift")

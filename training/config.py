@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+#: Where ``training.loco`` and ``training.identity_dims`` cache windows by default.
+CACHE_DIR = Path(__file__).resolve().parent / "cache"
+
 
 @dataclass
 class TrainConfig:

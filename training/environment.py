@@ -12,13 +12,13 @@ from the environment that produced the model card).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 #: This project's distribution, whose ``[train]`` extra is pinned.
 PROJECT = "ser-live"
@@ -26,10 +26,6 @@ PROJECT = "ser-live"
 #: the project itself.
 TOOLING = {"pip", "setuptools", "wheel"}
 CONSTRAINTS = Path(__file__).resolve().parent / "constraints.txt"
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _wanted(requirement: Requirement, extra: str) -> bool:
@@ -47,7 +43,7 @@ def training_libraries(extra: str = "train") -> dict[str, str]:
     versions: dict[str, str] = {}
     while pending:
         requirement = pending.pop()
-        name = _canonical(requirement.name)
+        name = canonicalize_name(requirement.name)
         if name in versions or name == PROJECT or name in TOOLING:
             continue
         try:
@@ -79,7 +75,7 @@ def read_constraints(path: Path = CONSTRAINTS) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if "==" in line:
             name, version = line.split("==", 1)
-            pins[_canonical(name)] = version.strip()
+            pins[canonicalize_name(name)] = version.strip()
     return pins
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from training import log
-from training.config import TrainConfig
+from training.config import CACHE_DIR, TrainConfig
 from training.corpora import UNKNOWN_SPEAKERS, Utterance, find_utterances
 from training.trainer import MODEL_NAME
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path(__file__).resolve().parent / "cache",
+        default=CACHE_DIR,
         help="where the clean windows are cached (default: training/cache)",
     )
     args = parser.parse_args(argv)

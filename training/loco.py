@@ -17,9 +17,9 @@ import numpy as np
 
 from ser_live import EMOTIONS
 from training import log
-from training.config import TrainConfig
+from training.config import CACHE_DIR, TrainConfig
 from training.corpora import CORPORA, Utterance, find_utterances, write_manifest
-from training.environment import check_pinned, training_libraries
+from training.environment import differences, read_constraints, training_libraries
 from training.report import ROWS, markdown
 from training.scoring import PROTOCOLS, clip_probabilities, mean_uar, score_model, scores
 from training.trainer import ROOT, PendingModel, Trainer, install
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=Path(__file__).resolve().parent / "cache",
+        default=CACHE_DIR,
         help="where the windows are cached (default: training/cache)",
     )
     parser.add_argument("--config", type=Path, help="a config.json to start from")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     # The versions the networks come from; a rerun elsewhere reproduces them only with
     # the same (make loco installs training/constraints.txt's).
     report: dict = {"corpora": corpora, "libraries": training_libraries()}
-    if unpinned := check_pinned():
+    if unpinned := differences(read_constraints(), report["libraries"]):
         log(
             "this environment differs from training/constraints.txt, so the networks will "
             "differ from the model card's: " + "; ".join(unpinned)
