@@ -84,9 +84,9 @@ def serve(host: str, port: int, max_upload_mb: int) -> int:
     env = {**os.environ, MAX_UPLOAD_ENV: str(max_upload_mb)}
     command = streamlit_command(host, port, max_upload_mb)
     if os.name == "posix":
-        # Blocked from here until web_serve's try, across the exec: a Ctrl-C waits in the
-        # kernel for the server's process, which prints the banner once it can be stopped
-        # (web_serve says why there).
+        # Blocked from here until web_serve has its handler, across the exec: a Ctrl-C
+        # waits in the kernel for the server's process, which prints the banner once it
+        # can be stopped (web_serve says why there).
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         os.execve(command[0], command, {**env, BANNER_ENV: banner})  # does not return
     print(banner, file=sys.stderr, flush=True)
