@@ -17,6 +17,7 @@ also works out the call's cues every second, as ``listen`` and the app do.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ser_live import ONE_BLAS_THREAD
+
+os.environ.update({**ONE_BLAS_THREAD, **os.environ})  # as the command line runs
+
 import numpy as np
 import soundfile as sf
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import rss_mb, speech_stream
 from ser_live.alerts import DEFAULT_RULES, FILE_RULES

@@ -9,8 +9,10 @@ import sys
 import threading
 from pathlib import Path
 
-from ser_live import __version__
+from ser_live import __version__, one_blas_thread
 from ser_live.errors import SerLiveError
+
+one_blas_thread()  # before anything loads NumPy
 
 PROG = "ser-live"
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +158,13 @@ class SecondOpinion:
         options.intra_op_num_threads = 1  # one core per engine, as the LiteRT networks
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Every phrase has its own length, so its buffers too: ONNX Runtime's arena keeps
+        # the largest it has seen per shape plan, and glibc keeps what is freed of the
+        # rest. Without the arena and with the heap trimmed after each phrase, an hour
+        # live stays at 150-170 MB (docs/benchmarks.md), for a slower phrase off the
+        # per-window path.
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         try:
             self._session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
@@ -172,11 +180,33 @@ class SecondOpinion:
         """Dusha's four probabilities (``DUSHA_LABELS``) for one phrase of 16 kHz audio."""
         mel = self.features(samples)
         logits = self._session.run(None, {self._input: mel[np.newaxis, np.newaxis]})[0][0]
+        _give_back_freed_memory()
         e = np.exp(logits - logits.max())
         return (e / e.sum()).astype(np.float32)
 
     def warm_up(self) -> None:
         self.probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32))
+
+
+def _glibc_malloc_trim():
+    """glibc's ``malloc_trim`` (None elsewhere: other allocators return memory alone)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _glibc_malloc_trim() if sys.platform.startswith("linux") else None
+
+
+def _give_back_freed_memory() -> None:
+    """Return the heap's free pages to the system (about 2 ms, on the phrase's thread)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def load_second_opinion(path: str | Path | None = None) -> SecondOpinion:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import ser_live
 from ser_live import EMOTIONS
 from tests.conftest import (
     CORPUS,
@@ -354,3 +358,20 @@ def test_analysis_spread_over_processes_gives_the_same_rows_in_the_same_order(tm
     assert one.read_text() == three.read_text()
     in_order = list(dict.fromkeys(row["file"] for row in read_csv(one)))
     assert in_order == sorted(in_order) and len(in_order) == 19  # the order they were found
+
+
+@pytest.mark.parametrize(("users", "expected"), [(None, 1), ("2", 2)])
+def test_the_command_line_gives_blas_one_thread_unless_the_user_says(users, expected):
+    """Each engine runs on one core; a BLAS pool per process would take the core the live
+    windows are heard on (ser_live.ONE_BLAS_THREAD)."""
+    env = {k: v for k, v in os.environ.items() if k not in ser_live.ONE_BLAS_THREAD}
+    if users is not None:
+        env["OPENBLAS_NUM_THREADS"] = users
+    code = (
+        "import ser_live.cli, numpy, threadpoolctl; "
+        "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info() "
+        "if p['user_api'] == 'blas'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == min(expected, os.cpu_count() or 1)
