@@ -40,6 +40,9 @@ def main() -> int:
     banner = os.environ.pop(BANNER_ENV, "")
     if banner:
         print(banner, file=sys.stderr, flush=True)
+    from ser_live import one_blas_thread
+
+    one_blas_thread()  # as the command line does, before Streamlit loads NumPy
     from streamlit.web import cli
 
     cli.main(prog_name="streamlit")  # click: ends in SystemExit with Streamlit's status
