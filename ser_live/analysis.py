@@ -146,7 +146,7 @@ class EngineOptions:
     smoothing: int = 3
     vad_aggressiveness: int | None = None
     voice_shifts: bool = False
-    calibrate: bool = False
+    calibrate: bool | None = False  # None: as the model's sidecar says for live use
     second_opinion: Path | None = None  # its .onnx file; None: without one
     background_phrases: bool = False  # the second opinion on a thread of its own (live)
 
@@ -154,12 +154,15 @@ class EngineOptions:
         from ser_live.model import load_model
         from ser_live.second_opinion import load_second_opinion
 
+        classifier = load_model(self.model)
         return Engine(
-            load_model(self.model),
+            classifier,
             smoothing=self.smoothing,
             vad_aggressiveness=self.vad_aggressiveness,
             voice_shifts=self.voice_shifts,
-            calibrate=self.calibrate,
+            calibrate=(
+                classifier.spec.calibrates_live if self.calibrate is None else self.calibrate
+            ),
             second_opinion=(
                 None if self.second_opinion is None else load_second_opinion(self.second_opinion)
             ),

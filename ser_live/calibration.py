@@ -147,8 +147,10 @@ class ReferenceGate:
 
 
 def reference_problem(setup: dict, labels: list[str], n_features: int) -> str | None:
-    """Why a sidecar's ``speaker_calibration.reference``, ``max_shift`` or ``dims`` is
-    unusable; None if they are."""
+    """Why a sidecar's ``speaker_calibration.reference``, ``max_shift``, ``dims`` or
+    ``live_default`` is unusable; None if they are."""
+    if not isinstance(setup.get("live_default", True), bool):
+        return "speaker_calibration.live_default needs true or false"
     dims = setup.get("dims")
     if dims is not None and not (
         isinstance(dims, list)

@@ -113,10 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument(
         "--calibrate",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="hear each side's voice relative to its own running statistics, and each "
-        "phrase against that voice's earlier ones (default: on; one voice per side; see "
-        "the model card)",
+        "phrase against that voice's earlier ones (one voice per side; default: as the "
+        "model's sidecar says, off for the shipped model: see the model card)",
     )
     _add_model_options(listen)
 

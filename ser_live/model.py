@@ -61,6 +61,15 @@ class ModelSpec:
     def standardiser(self) -> Standardiser:
         return Standardiser.from_dict(self.normalisation["global"])
 
+    @property
+    def calibrates_live(self) -> bool:
+        """Whether ``listen`` and the app calibrate to each voice unless told
+        (``speaker_calibration.live_default``; models from before it: whenever they can).
+        The shipped model says no: on the yardstick every calibration let one corpus's
+        lasting emotion fade (models/README.md)."""
+        setup = (self.normalisation or {}).get("speaker_calibration")
+        return bool(setup) and setup.get("live_default", True) is True
+
     def to_json(self) -> str:
         data = {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, **self.__dict__}
         return json.dumps(data, indent=1) + "\n"
@@ -316,6 +325,17 @@ class Classifier:
         y = np.maximum(y.astype(np.float32), 0.0)
         total = float(y.sum())
         return y / total if total > 0 else np.full(len(y), 1.0 / len(y), dtype=np.float32)
+
+
+def calibrates_live(model_path: str | Path | None = None) -> bool:
+    """``ModelSpec.calibrates_live`` from the sidecar alone (no interpreter), for a
+    default to show before the model loads; False where the sidecar is unreadable (the
+    load then says why)."""
+    path = Path(model_path) if model_path else DEFAULT_MODEL
+    try:
+        return ModelSpec.read(path.with_suffix(".json")).calibrates_live
+    except ModelError:
+        return False
 
 
 def load_model(model_path: str | Path | None = None) -> Classifier:

@@ -375,3 +375,23 @@ def test_the_command_line_gives_blas_one_thread_unless_the_user_says(users, expe
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == min(expected, os.cpu_count() or 1)
+
+
+def test_listen_calibrates_by_default_only_where_the_models_sidecar_says(tmp_path):
+    """The shipped model's live_default is false (models/README.md); a model that says
+    true is calibrated unless told not to; a value that is not a boolean is refused."""
+    from ser_live.analysis import EngineOptions
+    from ser_live.errors import ModelError
+
+    assert EngineOptions(calibrate=None).build().calibration is None
+    model = copy_model(tmp_path / "model.tflite")
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    for value, calibrated in ((True, True), (False, False)):
+        sidecar["normalisation"]["speaker_calibration"]["live_default"] = value
+        model.with_suffix(".json").write_text(json.dumps(sidecar))
+        assert (EngineOptions(model, calibrate=None).build().calibration is not None) is calibrated
+        assert EngineOptions(model, calibrate=True).build().calibration is not None
+    sidecar["normalisation"]["speaker_calibration"]["live_default"] = "yes"
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelError, match="live_default"):
+        EngineOptions(model, calibrate=None).build()

@@ -99,7 +99,7 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
         str(summary),
         "--timeline",
         str(tmp_path / "timeline.csv"),
-        "--calibrate",  # as listen does by default
+        # Listen's default (the shipped sidecar's live_default): each window as it is.
     )
     assert proc.returncode == 0, proc.stderr
     offline = read_csv(summary)[0]
@@ -134,7 +134,8 @@ def other_sink():
 
 def analyze_summary(clip: Path, tmp_path: Path) -> dict:
     summary = tmp_path / f"{clip.stem}.csv"
-    proc = run_cli("analyze", str(clip), "--summary", str(summary), "--calibrate")  # as listen
+    # As listen --calibrate hears each side.
+    proc = run_cli("analyze", str(clip), "--summary", str(summary), "--calibrate")
     assert proc.returncode == 0, proc.stderr
     return read_csv(summary)[0]
 
@@ -156,7 +157,7 @@ def test_two_sides_each_hear_their_own_speech_and_one_survives_the_other(
     env = {**os.environ, "PULSE_SOURCE": f"{pulse_sink}.monitor"}
     command = [exe, "listen", "--device", "pulse", "--other-device", f"pulse:{other}.monitor"]
     command += ["--speaker", "agent", "--other-speaker", "customer"]
-    command += ["--duration", "18", "--csv", str(live_csv)]
+    command += ["--duration", "18", "--csv", str(live_csv), "--calibrate"]
     rules = tmp_path / "rules.toml"  # the agent's clip is an angry actor
     rules.write_text(
         '[[rule]]\nname = "agent angry"\nside = "agent"\nemotion = "angry"\n'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PySide6 import QtCore
 
 from ser_live import EMOTIONS
-from tests.conftest import SPEECH_CLIP, null_sink, pulse_ready
+from tests.conftest import SPEECH_CLIP, copy_model, null_sink, pulse_ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -91,16 +92,37 @@ def test_a_broken_recording_is_reported(window, qtbot, tmp_path):
 def test_settings_persist(qtbot, tmp_path, settings, window):
     from ser_live.gui.main_window import MainWindow
 
-    assert window.calibrate_box.isChecked()  # each voice calibrated, unless turned off
+    # As the shipped model's sidecar says (live_default), not as the key of before it did.
+    assert not window.calibrate_box.isChecked()
     window.vad_box.setValue(3)
     window.smoothing_box.setValue(5)
-    window.calibrate_box.setChecked(False)
+    window.calibrate_box.setChecked(True)
     window.close()
     again = MainWindow(settings=settings, sessions_dir=tmp_path / "sessions")
     qtbot.addWidget(again)
     assert (again.vad_box.value(), again.smoothing_box.value()) == (3, 5)
-    assert not again.calibrate_box.isChecked()
+    assert again.calibrate_box.isChecked()
     again.close()
+
+
+def test_the_calibrate_box_starts_as_the_models_sidecar_says(qtbot, tmp_path, settings):
+    """Off for the shipped model (its live_default), on for a model whose sidecar says so;
+    the key an older release wrote at every close (its default, on) is not a choice."""
+    from ser_live.gui.main_window import MainWindow
+
+    settings.setValue("calibrate", True)
+    model = tmp_path / "model.tflite"
+    copy_model(model)
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    sidecar["normalisation"]["speaker_calibration"]["live_default"] = True
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    for path, expected in ((None, False), (model, True)):
+        window = MainWindow(path, settings=settings, sessions_dir=tmp_path / "sessions")
+        qtbot.addWidget(window)
+        assert window.calibrate_box.isChecked() is expected
+        qtbot.waitUntil(lambda w=window: w.classifier is not None or w.model_error)
+        window.close()
+        settings.remove("calibrate_to_each_voice")  # closing stored the box
 
 
 def test_clear_starts_a_new_log(window, qtbot):
@@ -254,6 +276,7 @@ def test_both_sides_of_a_call_get_their_own_panel_and_timeline(
     window.device_boxes[YOU].setCurrentIndex(window.device_boxes[YOU].findText("pulse"))
     other_box = window.device_boxes[OTHER]
     assert other_box.currentText() == "(nobody)" and not window.timelines[OTHER].isVisible()
+    window.calibrate_box.setChecked(True)  # off by default (the sidecar's live_default)
     other_box.setCurrentIndex(other_box.findData(f"pulse:{second_sink}.monitor"))
     assert window.timelines[OTHER].isVisible()
     window.name_edits[OTHER].setText("customer")

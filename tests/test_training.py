@@ -802,3 +802,31 @@ def test_identity_dims_are_the_features_voices_move_more_than_emotions():
     ratio = identity_ratio(utterances, np.concatenate(windows), np.array(clips), np.ones(3))
     assert ratio[0] > 10 and ratio[1] < 0.1 and 0.3 < ratio[2] < 3
     assert dims_at(ratio, 5.0) == [0]
+
+
+def test_the_default_never_hears_the_second_opinion_and_calibration_may_be_off():
+    """On a table where the second opinion gains most and every calibration lets a
+    lasting emotion fade on one corpus: the default is calibration off, no second
+    opinion; ``--calibrate`` gets the gate whose worst one-emotion loss is smallest."""
+    from training.yardstick import WEIGHTS, choose, choose_gate
+
+    def cell(alone, mixed, one):
+        return {"alone": alone, "mixed": mixed, "one-emotion": one}
+
+    corpora = ["a", "b"]
+    calibrated = {
+        None: {"a": cell(0.30, 0.40, 0.20), "b": cell(0.40, 0.50, 0.30)},
+        0.6: {"a": cell(0.30, 0.35, 0.31), "b": cell(0.40, 0.44, 0.38)},
+        0.4: {"a": cell(0.30, 0.37, 0.32), "b": cell(0.40, 0.45, 0.36)},
+    }
+    table = {}
+    for w in WEIGHTS:
+        gain = 0.1 * w
+        for gate, by_corpus in calibrated.items():
+            table[(gate, w)] = {
+                c: {h: v + gain for h, v in cells.items()} for c, cells in by_corpus.items()
+            }
+        table[("off", w)] = {c: cell(*(calibrated[None][c]["alone"] + gain,) * 3) for c in corpora}
+    assert choose(table, corpora) == ("off", 0.0)
+    assert choose_gate(table, corpora) == 0.6  # b loses 0.02 at 0.6, 0.04 at 0.4
+    assert choose(table, ["a"]) == (0.4, 0.0)  # on a alone, 0.4 keeps it and mixes best

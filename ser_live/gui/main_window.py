@@ -31,12 +31,17 @@ from ser_live.cues import SideActivity
 from ser_live.engine import Engine
 from ser_live.errors import SerLiveError
 from ser_live.gui.views import AlertBanner, EmotionPanel, SpectrogramView, TimelineView
+from ser_live.model import calibrates_live
 from ser_live.session import LiveSession
 from ser_live.session_log import SessionLog
 from ser_live.sources import FileSource, all_inputs, open_source
 from ser_live.spectrogram import LogMelTap
 
 PAINT_MS = 33
+#: The calibrate box's setting. Not "calibrate", the key of before 2026-12-07, which the
+#: app wrote at every close: it holds the old default (on), not a user's choice, and the
+#: model's sidecar now says whether to calibrate unless the user does.
+CALIBRATE_SETTING = "calibrate_to_each_voice"
 #: The level meters move every third paint (10 per second): a progress bar repaints on
 #: every change, about a millisecond each, which at 30 per second per side was a tenth
 #: of the UI thread.
@@ -82,6 +87,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state = "warming up"
         self.paints = 0
         self.tap = LogMelTap()
+        self._calibrates_by_default = calibrates_live(model_path)
         self._build()
         self._restore_settings()
         self.refresh_devices()
@@ -146,7 +152,9 @@ class MainWindow(QtWidgets.QMainWindow):
             "Hear each side relative to its own voice as it speaks (one voice per side). "
             "Applies from the next Start."
         )
-        self.calibrate_box.toggled.connect(lambda on: self.settings.setValue("calibrate", bool(on)))
+        self.calibrate_box.toggled.connect(
+            lambda on: self.settings.setValue(CALIBRATE_SETTING, bool(on))
+        )
         self.lines_box = QtWidgets.QCheckBox("Probability lines under the band")
         self.lines_box.toggled.connect(self._apply_lines)
         self.sound_box = QtWidgets.QCheckBox("Sound on alert")
@@ -245,7 +253,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _restore_settings(self) -> None:
         self.vad_box.setValue(int(self.settings.value("vad", 2)))
         self.smoothing_box.setValue(int(self.settings.value("smoothing", 3)))
-        self.calibrate_box.setChecked(self.settings.value("calibrate", True, type=bool))
+        self.calibrate_box.setChecked(
+            self.settings.value(CALIBRATE_SETTING, self._calibrates_by_default, type=bool)
+        )
         self.lines_box.setChecked(self.settings.value("lines", True, type=bool))
         self.sound_box.setChecked(self.settings.value("alert_sound", False, type=bool))
         self._use_rules(str(self.settings.value("alert_rules", "")))
@@ -260,7 +270,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _save_settings(self) -> None:
         self.settings.setValue("vad", self.vad_box.value())
         self.settings.setValue("smoothing", self.smoothing_box.value())
-        self.settings.setValue("calibrate", self.calibrate_box.isChecked())
+        self.settings.setValue(CALIBRATE_SETTING, self.calibrate_box.isChecked())
         self.settings.setValue("marker_text", self.marker_text.text())
         self.settings.setValue("device", self.device_boxes[YOU].currentText())
         self.settings.setValue("other_device", self.device_boxes[OTHER].currentText())
