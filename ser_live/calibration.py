@@ -23,7 +23,8 @@ at the prior (the population heard as one voice) rather than learning this strea
 
 A sidecar may bound the map (``speaker_calibration.max_shift``): the voice's statistics
 then count only up to that many of the population's spreads away from it, so a voice that
-keeps one emotion cannot drag the map further (the yardstick's ``--max-shift`` measures
+keeps one emotion cannot drag the map further; the utterance head's statistics of the
+voice's phrases are held by the same bound (the yardstick's ``--max-shift`` measures
 it; docs/experiments.md). It may also name the only features calibration moves
 (``speaker_calibration.dims``: those that tell voices apart more than emotions,
 ``training.identity_dims``); the others are heard against the population, as without
@@ -104,12 +105,7 @@ class SpeakerCalibration:
         """The window as the training population's average voice would have given it (or,
         with a target of zero mean and unit spread, z-scored by this voice)."""
         mean, std = self.mean, self.std
-        if self.max_shift is not None:
-            prior_mean, prior_std = self._voice.prior_mean, self._voice.prior_std
-            reach = self.max_shift * prior_std
-            mean = np.clip(mean, prior_mean - reach, prior_mean + reach)
-            factor = 1.0 + self.max_shift
-            std = np.clip(std, prior_std / factor, prior_std * factor)
+        mean, std = self._voice.bounded(mean, std, self.max_shift)
         if self._follows is not None:
             mean = np.where(self._follows, mean, self._voice.prior_mean)
             std = np.where(self._follows, std, self._voice.prior_std)

@@ -144,6 +144,7 @@ class Engine:
                 True,
                 self.frontend.hop_s,
                 learns_from=self._reference,
+                max_shift=setup.get("max_shift"),
             )
             if spec.utterance_head and calibrate
             else None

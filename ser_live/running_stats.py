@@ -47,13 +47,29 @@ class PriorWeightedStats:
     def std(self) -> np.ndarray:
         return self._spread(self._sum_sq / self._n - np.square(self.mean))
 
-    def zscore_with(self, x: np.ndarray) -> np.ndarray:
+    def zscore_with(self, x: np.ndarray, max_shift: float | None = None) -> np.ndarray:
         """``x`` relative to these statistics with ``x`` itself counted in (an observation
-        still being heard is part of the voice too), without adding it."""
+        still being heard is part of the voice too), without adding it; bounded as
+        ``bounded`` bounds them."""
         x = np.asarray(x, dtype=np.float64)
         n = self._n + 1
         mean = (self._sum + x) / n
-        return (x - mean) / self._spread((self._sum_sq + x * x) / n - mean * mean)
+        std = self._spread((self._sum_sq + x * x) / n - mean * mean)
+        mean, std = self.bounded(mean, std, max_shift)
+        return (x - mean) / std
+
+    def bounded(
+        self, mean: np.ndarray, std: np.ndarray, max_shift: float | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A voice's ``mean`` and ``std`` kept within ``max_shift`` of the prior's spreads
+        of its mean and within a factor ``1 + max_shift`` of its spread (None: as they
+        are): however long a voice keeps one manner, it moves its statistics only so far."""
+        if max_shift is None:
+            return mean, std
+        reach = max_shift * self.prior_std
+        mean = np.clip(mean, self.prior_mean - reach, self.prior_mean + reach)
+        factor = 1.0 + max_shift
+        return mean, np.clip(std, self.prior_std / factor, self.prior_std * factor)
 
     @staticmethod
     def _spread(variance: np.ndarray) -> np.ndarray:

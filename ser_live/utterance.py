@@ -196,22 +196,30 @@ class VoicePhrases(PriorWeightedStats):
     def phrases_heard(self) -> int:
         return self.count
 
-    def zscore(self, summary: np.ndarray) -> np.ndarray:
+    def zscore(self, summary: np.ndarray, max_shift: float | None = None) -> np.ndarray:
         """``summary`` relative to this voice, itself counted in (a phrase being heard is
-        part of the voice too)."""
-        return self.zscore_with(summary)
+        part of the voice too); the voice's statistics bounded by ``max_shift``."""
+        return self.zscore_with(summary, max_shift)
 
 
 class UtteranceTracker:
     """The head's state in one stream: the current phrase and the voice's phrases."""
 
     def __init__(
-        self, head: UtteranceHead, learn_voice: bool, hop_s: float, learns_from=None
+        self,
+        head: UtteranceHead,
+        learn_voice: bool,
+        hop_s: float,
+        learns_from=None,
+        max_shift: float | None = None,
     ) -> None:
         """``learn_voice``: finished phrases move the voice's statistics (calibration);
         ``hop_s``: the window grid's step; ``learns_from``: a ``ReferenceGate`` a phrase's
-        mean network probabilities must pass to join the voice (None: every phrase)."""
+        mean network probabilities must pass to join the voice (None: every phrase);
+        ``max_shift``: the calibration's bound, on the voice's phrase statistics too
+        (``PriorWeightedStats.bounded``)."""
         self.head = head
+        self.max_shift = max_shift
         self.learn_voice = learn_voice
         self.learns_from = learns_from
         self._network_sum: np.ndarray | None = None
@@ -240,7 +248,7 @@ class UtteranceTracker:
             self._phrase = self._phrase + (window.newest if follows else window.whole)
         self._last_start = window.start_s
         self._phrase_windows += 1
-        return self.voice.zscore(self.phrase_summary())
+        return self.voice.zscore(self.phrase_summary(), self.max_shift)
 
     def hear(self, window: WindowFrames) -> np.ndarray:
         """Add a speech window to the phrase; the head's probabilities for the phrase so far."""

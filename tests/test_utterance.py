@@ -68,6 +68,27 @@ def test_a_voice_starts_at_the_population_and_moves_to_its_own_phrases():
     np.testing.assert_allclose(voice.zscore(mean), 0, atol=1e-9)
 
 
+def test_a_bounded_voice_moves_its_phrase_statistics_no_further_than_its_bound():
+    rng = np.random.default_rng(3)
+    mean, std = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
+    voice = VoicePhrases(mean, std, prior_weight=5)
+    # A voice that keeps one manner for 500 phrases: 3 spreads high, a third as varied.
+    own_mean, own_std = mean + 3 * std, std / 3
+    for _ in range(500):
+        voice.add(own_mean + own_std * rng.standard_normal(4))
+    # Free, its manner is its voice; bounded at 0.5, the statistics stop half a spread
+    # from the population's mean and at a spread 1.5 times smaller: its average phrase
+    # stays (3 - 0.5) * 1.5 = 3.75 above.
+    np.testing.assert_allclose(voice.zscore(own_mean), 0, atol=0.15)
+    np.testing.assert_allclose(voice.zscore(own_mean, max_shift=0.5), 3.75, atol=0.1)
+    # A voice within the bound is heard as without it.
+    near = VoicePhrases(mean, std, prior_weight=5)
+    for _ in range(500):
+        near.add(mean + 0.2 * std + std * rng.standard_normal(4))
+    phrase = mean + std
+    np.testing.assert_allclose(near.zscore(phrase, max_shift=0.5), near.zscore(phrase))
+
+
 def grid_windows(frames: np.ndarray, per_window: int, hop: int) -> list:
     """``WindowFrames`` of windows of ``per_window`` frames every ``hop`` frames, as the
     front end makes them (10 ms frames, 0.5 s hop: ``hop`` frames a hop)."""
