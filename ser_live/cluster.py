@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ser_live import __version__
 from ser_live.analysis import EngineOptions, FileResult, Task, analyze_run, voice_runs
@@ -64,8 +67,16 @@ def _import_ray():
     return ray
 
 
-#: Ray Client's error when the head could not start this client's server process.
-HEAD_FAILED_TO_START_CLIENT = "Starting Ray client server failed"
+#: Ray Client's port where a ``ray://`` address names none.
+DEFAULT_CLIENT_PORT = 10001
+#: Ray Client's error when no client server answered in time: on a head whose port takes
+#: connections, a busy head (asked again); where nothing listens, a wrong address (said at
+#: once, before Ray's half a minute of tries).
+CLIENT_TIMED_OUT = "ray client connection timeout"
+#: Ray Client's errors when the head could not start this client's server process: the
+#: start failed, or the process exited just as the head looked at it (the head's psutil
+#: finds it a zombie).
+HEAD_FAILED_TO_START_CLIENT = ("Starting Ray client server failed", "psutil.ZombieProcess")
 #: How often to ask a head for a client server before giving up.
 CLIENT_START_ATTEMPTS = 3
 
@@ -105,15 +116,26 @@ def connect(address: str, workers: int | None = None) -> None:
 
 def _join_through_ray_client(ray, address: str, quiet: dict) -> None:
     """``ray.init`` through Ray Client, again where the head failed to start the server
-    process it starts for each client: on a loaded head that start can fail once (its
-    process exits while it starts; "Starting Ray client server failed", seen in 2 of 13
-    runs of tests/test_cluster.py beside a CPU hog) and work the next time."""
+    process it starts for each client or did not have it answer in time: on a loaded head
+    that start can fail once (its process exits while it starts: "Starting Ray client
+    server failed", seen in 2 of 13 runs of tests/test_cluster.py beside a CPU hog; or the
+    head finds it a zombie, 2 of 25 beside a training run; or it answers too late, 1 of
+    6) and work the next time. Where nothing listens at the address, it says so at once."""
+    parts = urlsplit(address)
+    host, port = parts.hostname or "", parts.port or DEFAULT_CLIENT_PORT
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError:
+        raise ConnectionError(f"nothing listens at {host}:{port}") from None
     for attempt in range(1, CLIENT_START_ATTEMPTS + 1):
         try:
-            ray.init(address=address, **quiet)
+            with warnings.catch_warnings():  # its advice on ports, for a port that answered
+                warnings.filterwarnings("ignore", message="Ray Client connection timed out")
+                ray.init(address=address, **quiet)
             return
         except ConnectionError as exc:
-            if attempt == CLIENT_START_ATTEMPTS or HEAD_FAILED_TO_START_CLIENT not in str(exc):
+            signs = (*HEAD_FAILED_TO_START_CLIENT, CLIENT_TIMED_OUT)
+            if attempt == CLIENT_START_ATTEMPTS or not any(sign in str(exc) for sign in signs):
                 raise
             ray.shutdown()
 

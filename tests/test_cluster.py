@@ -141,6 +141,16 @@ def test_a_remote_cluster_through_ray_client(cluster, tmp_path):
     assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
 
 
+def test_a_ray_client_address_where_nothing_listens_is_said_at_once(tmp_path):
+    """A wrong ``ray://`` port: one line naming it, not Ray's half minute of tries."""
+    port = _free_port()
+    proc = run_cli("analyze", str(CLIPS[0]), f"--ray=ray://127.0.0.1:{port}")
+    assert proc.returncode == 1
+    assert_one_line_error(proc)
+    # Said before Ray Client's own tries (5 + 10 + 15 s), which end "connection timeout".
+    assert f"nothing listens at 127.0.0.1:{port}" in proc.stderr
+
+
 def test_a_private_local_instance_and_a_bad_file(tmp_path):
     """``--ray local`` starts its own Ray; a file that is not audio gives an error row
     and the others finish."""
