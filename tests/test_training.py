@@ -830,3 +830,64 @@ def test_the_default_never_hears_the_second_opinion_and_calibration_may_be_off()
     assert choose(table, corpora) == ("off", 0.0)
     assert choose_gate(table, corpora) == 0.6  # b loses 0.02 at 0.6, 0.04 at 0.4
     assert choose(table, ["a"]) == (0.4, 0.0)  # on a alone, 0.4 keeps it and mixes best
+
+
+def test_a_bounded_calibration_that_keeps_a_lasting_emotion_is_installed_with_its_bound(
+    tmp_path,
+):
+    """Two runs of one network set, free and bounded: where only the bounded one keeps a
+    lasting emotion on every corpus, it is the default, installed with its bound and
+    live; the sidecar it writes is one the runtime takes."""
+    from ser_live.model import load_model
+    from training.recipes import calibration_choice, same_networks
+    from training.yardstick import WEIGHTS, describe, install
+
+    def cell(alone, mixed, one):
+        return {"alone": alone, "mixed": mixed, "one-emotion": one}
+
+    corpora = ["a", "b"]
+
+    def run(all_speech: dict, calm: dict, max_shift) -> dict:
+        cells = {None: all_speech, 0.6: calm, "off": {c: cell(0.3, 0.3, 0.3) for c in corpora}}
+        return {
+            "corpora": corpora,
+            "max_shift": max_shift,
+            "settings_grid": {"gates": list(cells)},
+            "table": {describe((g, w)): by for g, by in cells.items() for w in WEIGHTS},
+            "rows": {"today": {c: {"alone": {"uar": 0.3}} for c in corpora}},
+            "opt_in_weight": 0.3,
+        }
+
+    free = run(
+        {"a": cell(0.3, 0.45, 0.20), "b": cell(0.3, 0.45, 0.20)},
+        {"a": cell(0.3, 0.35, 0.31), "b": cell(0.3, 0.35, 0.28)},  # b loses 0.02
+        None,
+    )
+    bounded = run(
+        {"a": cell(0.3, 0.40, 0.30), "b": cell(0.3, 0.40, 0.295)},  # within 0.01
+        {"a": cell(0.3, 0.34, 0.31), "b": cell(0.3, 0.34, 0.28)},
+        0.5,
+    )
+    results = {"free": free, "bounded": bounded}
+    assert same_networks(results)
+    choice = calibration_choice(results)
+    assert choice == {
+        "run": "bounded",
+        "setting": [None, 0.0],
+        "calibrate_gate": None,
+        "max_shift": 0.5,
+    }
+    # Without the bounded run, nothing keeps it: calibration off live, --calibrate the gate.
+    assert calibration_choice({"free": free})["setting"] == ["off", 0.0]
+    assert calibration_choice({"free": free})["calibrate_gate"] == 0.6
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("card", "*.md"))
+    second_opinion = models / "dusha_ser.onnx"
+    install(choice["setting"], choice["calibrate_gate"], 0.3, second_opinion, 0.5, models)
+    calibration = json.loads((models / "ser_cnn_int8.json").read_text())["normalisation"][
+        "speaker_calibration"
+    ]
+    assert calibration["max_shift"] == 0.5 and calibration["live_default"] is True
+    assert "reference" not in calibration
+    assert load_model(models / "ser_cnn_int8.tflite").spec.calibrates_live
+    assert json.loads(second_opinion.with_suffix(".json").read_text())["weight"] == 0.3

@@ -7,6 +7,11 @@ the recipe and setting that ``training.yardstick.choose`` picks on the *other* c
 with the same rules. It prints that nested table, each recipe's own nested rows, and what
 the new recipe changes on each corpus at the shipped setting, so that a gain on the mean
 that costs one corpus 3 points shows.
+
+Where the runs are one network set heard under other calibrations (``training.yardstick
+--max-shift``: the same each-clip-alone rows), ``--install`` writes the choice made on all
+corpora into ``models/`` as ``training.yardstick --install`` does, with the bound of the
+run it came from; the opt-in second opinion's weight is the baseline's (heard with it).
 """
 
 from __future__ import annotations
@@ -18,7 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.yardstick import HEARINGS, MAX_LOSS, WEIGHTS, choose, describe
+from training.trainer import ROOT
+from training.yardstick import (
+    HEARINGS,
+    MAX_LOSS,
+    WEIGHTS,
+    choose,
+    choose_calibration,
+    describe,
+    install,
+)
 
 
 def combined_table(results: dict[str, dict]) -> dict[tuple, dict[str, dict[str, float]]]:
@@ -41,6 +55,31 @@ def nested_rows(results: dict[str, dict]) -> dict[str, tuple[tuple, dict[str, fl
         setting = choose(table, [c for c in corpora if c != corpus])
         out[corpus] = (setting, table[setting][corpus])
     return out
+
+
+def calibration_choice(results: dict[str, dict]) -> dict:
+    """The default and ``--calibrate``'s calibration chosen on all corpora across runs of
+    one network set: ``setting`` (gate, weight) and ``calibrate_gate`` as
+    ``training.yardstick.install`` takes them, and the chosen run's ``max_shift``."""
+    corpora = next(iter(results.values()))["corpora"]
+    table = combined_table(results)
+    shipped = choose(table, corpora)
+    calibrate = choose_calibration(table, corpora)
+    run = shipped[0] if shipped[-2] != "off" else calibrate[0]
+    return {
+        "run": run,
+        "setting": list(shipped[1:]),
+        "calibrate_gate": calibrate[-2],
+        "max_shift": results[run].get("max_shift"),
+    }
+
+
+def same_networks(results: dict[str, dict]) -> bool:
+    """Whether the runs heard one network set: the same each-clip-alone verdicts' UAR."""
+    alone = [
+        {c: r["rows"]["today"][c]["alone"]["uar"] for c in r["corpora"]} for r in results.values()
+    ]
+    return all(a == alone[0] for a in alone)
 
 
 def markdown(results: dict[str, dict]) -> str:
@@ -99,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         "results", nargs="+", type=Path, help="yardstick.json files, the baseline first"
     )
     parser.add_argument("--names", help="comma-separated names of the recipes, in order")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="write the calibration chosen on all corpora into models/ (runs of one "
+        "network set under other calibrations only)",
+    )
     args = parser.parse_args(argv)
     names = args.names.split(",") if args.names else [p.parent.name for p in args.results]
     if len(names) != len(args.results) or len(set(names)) != len(names):
@@ -112,6 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     if len({tuple(r["corpora"]) for r in results.values()}) != 1:
         parser.error("the runs held out different corpora")
     print(markdown(results), end="")
+    if args.install:
+        if not same_networks(results):
+            parser.error("--install: the runs heard different networks (recipes, not calibrations)")
+        choice = calibration_choice(results)
+        first = next(iter(results.values()))
+        second_opinion = ROOT / "models" / "dusha_ser.onnx"
+        install(
+            choice["setting"],
+            choice["calibrate_gate"],
+            first["opt_in_weight"],
+            second_opinion,
+            choice["max_shift"],
+        )
     return 0
 
 

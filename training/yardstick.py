@@ -237,18 +237,23 @@ def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) 
     return best
 
 
-def choose_gate(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]):
-    """The gate ``--calibrate`` (and the app's box) uses where the user asks for
-    calibration: of the gates that calibrate, no second opinion, the one whose worst
-    one-emotion loss against each clip alone is smallest (then the best mean of the
-    mixed sessions)."""
+def choose_calibration(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]):
+    """The calibration ``--calibrate`` (and the app's box) uses where the user asks for
+    it: of the settings that calibrate, no second opinion, the one whose worst one-emotion
+    loss against each clip alone is smallest (then the best mean of the mixed sessions).
+    The whole setting, ``(*more, gate, 0.0)``, as ``choose`` gives one."""
 
-    def merit(gate) -> tuple[float, float]:
-        by_corpus = table[(gate, 0.0)]
+    def merit(setting) -> tuple[float, float]:
+        by_corpus = table[setting]
         worst = min(by_corpus[c]["one-emotion"] - by_corpus[c]["alone"] for c in corpora)
         return worst, float(np.mean([by_corpus[c]["mixed"] for c in corpora]))
 
-    return max((g for (g, w) in table if w == 0.0 and g != "off"), key=merit)
+    return max((s for s in table if s[-1] == 0.0 and s[-2] != "off"), key=merit)
+
+
+def choose_gate(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]):
+    """``choose_calibration``'s gate on one run's table."""
+    return choose_calibration(table, corpora)[-2]
 
 
 def choose_opt_in(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) -> float:
@@ -417,25 +422,33 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install(setting: list, calibrate_gate, opt_in_weight: float, second_opinion: Path) -> None:
+def install(
+    setting: list,
+    calibrate_gate,
+    opt_in_weight: float,
+    second_opinion: Path,
+    max_shift: float | None = None,
+    models: Path = ROOT / "models",
+) -> None:
     """The chosen calibration into the shipped model's sidecar: the live default's gate,
     or, where it is "off", ``live_default`` false and ``calibrate_gate`` for
-    ``--calibrate``; the second opinion's weight (the default's where it has one, else
-    the opt-in's) into its own."""
+    ``--calibrate``; its bound (``max_shift``, ``Variant``); the second opinion's weight
+    (the default's where it has one, else the opt-in's) into its own."""
     gate, weight = setting
     if weight == 0.0:
         log("the default hears no second opinion; --second-opinion uses the opt-in weight")
         weight = opt_in_weight
-    sidecar = ROOT / "models" / Path(MODEL_NAME).with_suffix(".json")
-    set_gate(sidecar, calibrate_gate if gate == "off" else gate)
+    sidecar = models / Path(MODEL_NAME).with_suffix(".json")
+    set_gate(sidecar, calibrate_gate if gate == "off" else gate, Variant(max_shift))
     spec = json.loads(sidecar.read_text())
     spec["normalisation"]["speaker_calibration"]["live_default"] = gate != "off"
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    sidecar = second_opinion.with_suffix(".json")
+    sidecar = models / second_opinion.with_suffix(".json").name
     spec = json.loads(sidecar.read_text())
     spec["weight"] = weight
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    log(f"installed: {describe(tuple(setting))}; second opinion's weight {weight}")
+    bound = f", bounded at {max_shift}" if max_shift is not None else ""
+    log(f"installed: {describe(tuple(setting))}{bound}; second opinion's weight {weight}")
 
 
 def main(argv: list[str] | None = None) -> int:
