@@ -172,10 +172,13 @@ def reference_problem(setup: dict, labels: list[str], n_features: int) -> str | 
     return None
 
 
-def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration | None:
+def network_calibration(
+    spec: ModelSpec, calibrate: bool, max_shift: float | None = None
+) -> SpeakerCalibration | None:
     """The calibration one network of a model needs, from its sidecar: always one for a
     network trained on speaker-normalised windows; otherwise one when ``calibrate``, None
-    when not (the window is heard as it is)."""
+    when not (the window is heard as it is). ``max_shift``: the model's bound, which holds
+    each of its networks (a member's sidecar was written for it alone)."""
     setup = spec.normalisation.get("speaker_calibration") or {}
     if setup.get("speaker_normalised"):
         n_features = spec.input_shape[1]
@@ -185,7 +188,7 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
             setup["prior_frames"],
             target_mean=np.zeros(n_features),
             target_std=np.ones(n_features),
-            max_shift=setup.get("max_shift"),
+            max_shift=max_shift,
             dims=setup.get("dims"),
         )
     if not calibrate:
@@ -200,6 +203,6 @@ def network_calibration(spec: ModelSpec, calibrate: bool) -> SpeakerCalibration 
         population.mean,
         population.std,
         setup["prior_frames"],
-        max_shift=setup.get("max_shift"),
+        max_shift=max_shift,
         dims=setup.get("dims"),
     )

@@ -128,11 +128,15 @@ class Engine:
         # One calibration per network of the model (its members have their own training
         # populations); all hear the same windows. A network trained on speaker-normalised
         # windows has one either way; without ``calibrate`` it stays at its prior.
-        self._calibrations = [network_calibration(n.spec, calibrate) for n in classifier.networks]
+        # The model's sidecar says which speech the voice's statistics learn from (None:
+        # all of it) and how far they may move (``max_shift``), for every network.
+        setup = spec.normalisation.get("speaker_calibration") or {}
+        self._calibrations = [
+            network_calibration(n.spec, calibrate, setup.get("max_shift"))
+            for n in classifier.networks
+        ]
         self._present = [c for c in self._calibrations if c is not None]
         self._learning = self._present if calibrate else []  # those that hear this voice
-        # Which speech the voice's statistics learn from (None: all of it).
-        setup = spec.normalisation.get("speaker_calibration") or {}
         self._reference = ReferenceGate.from_sidecar(setup, self.labels) if calibrate else None
         # The model's utterance head, if its sidecar has one (``ser_live.utterance``): the
         # phrase against this voice's other phrases, so only a calibrating engine, which

@@ -193,6 +193,29 @@ def test_a_bounded_calibration_moves_a_voice_no_further_than_its_bound():
         np.testing.assert_allclose(mapped.std(axis=0) / std, 0.75, rtol=0.05)
 
 
+def test_the_models_bound_holds_every_network_of_the_pair(tmp_path):
+    """A bound in the model's sidecar holds its member network's calibration too (the
+    member's own sidecar, written for it alone, has none), and the utterance head's."""
+    import json
+
+    from ser_live.model import load_model
+    from tests.conftest import copy_model
+
+    model = copy_model(tmp_path / "model.tflite")
+    sidecar = model.with_suffix(".json")
+    spec = json.loads(sidecar.read_text())
+    spec["normalisation"]["speaker_calibration"]["max_shift"] = 0.5
+    sidecar.write_text(json.dumps(spec))
+    classifier = load_model(model)
+    assert len(classifier.networks) == 2
+    engine = Engine(classifier, calibrate=True)
+    assert [c.max_shift for c in engine._calibrations] == [0.5, 0.5]
+    assert engine._utterances.max_shift == 0.5
+    # The shipped sidecar has no bound: none anywhere.
+    engine = Engine(load_model(), calibrate=True)
+    assert [c.max_shift for c in engine._calibrations] == [None, None]
+
+
 def test_calibration_of_some_features_leaves_the_others_as_the_population_hears_them():
     from ser_live.calibration import SpeakerCalibration
 
