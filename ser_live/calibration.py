@@ -173,7 +173,7 @@ def reference_problem(setup: dict, labels: list[str], n_features: int) -> str | 
 
 
 def network_calibration(
-    spec: ModelSpec, calibrate: bool, max_shift: float | None = None
+    spec: ModelSpec, calibrate: bool, max_shift: float | None
 ) -> SpeakerCalibration | None:
     """The calibration one network of a model needs, from its sidecar: always one for a
     network trained on speaker-normalised windows; otherwise one when ``calibrate``, None

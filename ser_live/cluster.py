@@ -69,14 +69,15 @@ def _import_ray():
 
 #: Ray Client's port where a ``ray://`` address names none.
 DEFAULT_CLIENT_PORT = 10001
-#: Ray Client's error when no client server answered in time: on a head whose port takes
-#: connections, a busy head (asked again); where nothing listens, a wrong address (said at
-#: once, before Ray's half a minute of tries).
-CLIENT_TIMED_OUT = "ray client connection timeout"
-#: Ray Client's errors when the head could not start this client's server process: the
-#: start failed, or the process exited just as the head looked at it (the head's psutil
-#: finds it a zombie).
-HEAD_FAILED_TO_START_CLIENT = ("Starting Ray client server failed", "psutil.ZombieProcess")
+#: Ray Client's errors where a head that takes connections did not get this client's
+#: server process running: its start failed, the process exited just as the head looked
+#: at it (the head's psutil finds it a zombie), or it did not answer in time (a busy head;
+#: where nothing listens, a wrong address, said at once before Ray's half minute of tries).
+CLIENT_SERVER_NOT_READY = (
+    "Starting Ray client server failed",
+    "psutil.ZombieProcess",
+    "ray client connection timeout",
+)
 #: How often to ask a head for a client server before giving up.
 CLIENT_START_ATTEMPTS = 3
 
@@ -119,7 +120,7 @@ def _join_through_ray_client(ray, address: str, quiet: dict) -> None:
     process it starts for each client or did not have it answer in time: on a loaded head
     that start can fail once (its process exits while it starts: "Starting Ray client
     server failed", seen in 2 of 13 runs of tests/test_cluster.py beside a CPU hog; or the
-    head finds it a zombie, 2 of 25 beside a training run; or it answers too late, 1 of
+    head finds it a zombie, 2 of 18 beside a training run; or it answers too late, 1 of
     6) and work the next time. Where nothing listens at the address, it says so at once."""
     parts = urlsplit(address)
     host, port = parts.hostname or "", parts.port or DEFAULT_CLIENT_PORT
@@ -134,8 +135,8 @@ def _join_through_ray_client(ray, address: str, quiet: dict) -> None:
                 ray.init(address=address, **quiet)
             return
         except ConnectionError as exc:
-            signs = (*HEAD_FAILED_TO_START_CLIENT, CLIENT_TIMED_OUT)
-            if attempt == CLIENT_START_ATTEMPTS or not any(sign in str(exc) for sign in signs):
+            not_ready = any(sign in str(exc) for sign in CLIENT_SERVER_NOT_READY)
+            if attempt == CLIENT_START_ATTEMPTS or not not_ready:
                 raise
             ray.shutdown()
 

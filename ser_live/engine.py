@@ -131,9 +131,9 @@ class Engine:
         # The model's sidecar says which speech the voice's statistics learn from (None:
         # all of it) and how far they may move (``max_shift``), for every network.
         setup = spec.normalisation.get("speaker_calibration") or {}
+        bound = setup.get("max_shift")
         self._calibrations = [
-            network_calibration(n.spec, calibrate, setup.get("max_shift"))
-            for n in classifier.networks
+            network_calibration(n.spec, calibrate, bound) for n in classifier.networks
         ]
         self._present = [c for c in self._calibrations if c is not None]
         self._learning = self._present if calibrate else []  # those that hear this voice
@@ -148,7 +148,7 @@ class Engine:
                 True,
                 self.frontend.hop_s,
                 learns_from=self._reference,
-                max_shift=setup.get("max_shift"),
+                max_shift=bound,
             )
             if spec.utterance_head and calibrate
             else None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.trainer import ROOT
+from ser_live.second_opinion import DEFAULT_SECOND_OPINION
 from training.yardstick import (
     HEARINGS,
     MAX_LOSS,
@@ -162,12 +162,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--install: the runs heard different networks (recipes, not calibrations)")
         choice = calibration_choice(results)
         first = next(iter(results.values()))
-        second_opinion = ROOT / "models" / "dusha_ser.onnx"
         install(
             choice["setting"],
             choice["calibrate_gate"],
             first["opt_in_weight"],
-            second_opinion,
+            DEFAULT_SECOND_OPINION,
             choice["max_shift"],
         )
     return 0

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_live import EMOTIONS
+from ser_live.second_opinion import DEFAULT_SECOND_OPINION
 from training import log
 from training.corpora import CORPORA, Utterance, find_utterances
 from training.report import PROTOCOL_NAMES
@@ -443,7 +444,7 @@ def install(
     spec = json.loads(sidecar.read_text())
     spec["normalisation"]["speaker_calibration"]["live_default"] = gate != "off"
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    sidecar = models / second_opinion.with_suffix(".json").name
+    sidecar = second_opinion.with_suffix(".json")
     spec = json.loads(sidecar.read_text())
     spec["weight"] = weight
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
@@ -460,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--second-opinion",
         type=Path,
-        default=ROOT / "models" / "dusha_ser.onnx",
+        default=DEFAULT_SECOND_OPINION,
         help="the second opinion's ONNX file (default: models/dusha_ser.onnx)",
     )
     parser.add_argument(
