@@ -28,7 +28,11 @@ voice's phrases are held by the same bound (the yardstick's ``--max-shift`` meas
 it; docs/experiments.md). It may also name the only features calibration moves
 (``speaker_calibration.dims``: those that tell voices apart more than emotions,
 ``training.identity_dims``); the others are heard against the population, as without
-calibration, so an emotion that moves them stays visible however long it lasts.
+calibration, so an emotion that moves them stays visible however long it lasts. And it may
+trust the voice's statistics only as far as its speech has varied
+(``speaker_calibration.variety``, ``ser_live.verdict_variety``): the map then follows a
+voice heard in several emotions and stays near the population for one heard in a single
+emotion.
 
 Measured on the three corpora the shipped model never heard, one session per speaker
 (models/README.md): see the model card's leave-one-corpus-out section.
@@ -43,6 +47,7 @@ import numpy as np
 
 from ser_live.errors import ModelError
 from ser_live.running_stats import PriorWeightedStats
+from ser_live.verdict_variety import variety_problem
 
 if TYPE_CHECKING:
     from ser_live.model import ModelSpec
@@ -80,6 +85,9 @@ class SpeakerCalibration:
         self._target_mean = np.asarray(mean if target_mean is None else target_mean, np.float64)
         self._target_std = np.asarray(std if target_std is None else target_std, np.float64)
         self.prior_frames = self._voice.prior_weight
+        # How far the map may follow the voice's statistics, set by the engine from the
+        # variety of the voice's speech (``ser_live.verdict_variety``); 1: all the way.
+        self.trust = 1.0
 
     def reset(self) -> None:
         """Forget the voice: back to the training population's statistics."""
@@ -101,11 +109,13 @@ class SpeakerCalibration:
     def std(self) -> np.ndarray:
         return self._voice.std
 
-    def map(self, window: np.ndarray) -> np.ndarray:
+    def map(self, window: np.ndarray, trust: float | None = None) -> np.ndarray:
         """The window as the training population's average voice would have given it (or,
-        with a target of zero mean and unit spread, z-scored by this voice)."""
+        with a target of zero mean and unit spread, z-scored by this voice); ``trust``:
+        instead of ``self.trust`` (0: as the population would hear it)."""
         mean, std = self.mean, self.std
         mean, std = self._voice.bounded(mean, std, self.max_shift)
+        mean, std = self._voice.shrunk(mean, std, self.trust if trust is None else trust)
         if self._follows is not None:
             mean = np.where(self._follows, mean, self._voice.prior_mean)
             std = np.where(self._follows, std, self._voice.prior_std)
@@ -143,8 +153,10 @@ class ReferenceGate:
 
 
 def reference_problem(setup: dict, labels: list[str], n_features: int) -> str | None:
-    """Why a sidecar's ``speaker_calibration.reference``, ``max_shift``, ``dims`` or
-    ``live_default`` is unusable; None if they are."""
+    """Why a sidecar's ``speaker_calibration.reference``, ``max_shift``, ``dims``,
+    ``variety`` or ``live_default`` is unusable; None if they are."""
+    if problem := variety_problem(setup):
+        return problem
     if not isinstance(setup.get("live_default", True), bool):
         return "speaker_calibration.live_default needs true or false"
     dims = setup.get("dims")

@@ -23,6 +23,7 @@ from ser_live.model import Classifier
 from ser_live.second_opinion import PhraseOpinions, PhraseVerdict, SecondOpinion
 from ser_live.utterance import MAX_PHRASE_WINDOWS, UtteranceHead, UtteranceTracker, WindowFrames
 from ser_live.vad import FRAME_MS, VoiceActivityDetector
+from ser_live.verdict_variety import VerdictVariety
 from ser_live.voice_shifts import StreamTail, VoiceShifter
 
 #: Speech a short phrase needs beyond the VAD's hangover to be classified at all.
@@ -138,6 +139,9 @@ class Engine:
         self._present = [c for c in self._calibrations if c is not None]
         self._learning = self._present if calibrate else []  # those that hear this voice
         self._reference = ReferenceGate.from_sidecar(setup, self.labels) if calibrate else None
+        # How far the voice's statistics are trusted, from how varied its speech has been
+        # as the model hears it without calibration (one more inference per speech window).
+        self._variety = VerdictVariety.from_sidecar(setup) if calibrate else None
         # The model's utterance head, if its sidecar has one (``ser_live.utterance``): the
         # phrase against this voice's other phrases, so only a calibrating engine, which
         # has a voice to hear it against, runs it. Heard against the training population
@@ -153,6 +157,8 @@ class Engine:
             if spec.utterance_head and calibrate
             else None
         )
+        if self._variety is not None:
+            self._trust(self._variety.trust)  # nothing heard yet: none
         self._tail = StreamTail()  # audio for the shifted copies
         self._waiting: deque[Window] = deque()  # the first window, until its copies can be cut
         # A short phrase: windows with some speech but too little to classify, none of
@@ -205,6 +211,9 @@ class Engine:
             calibration.reset()
         if self._utterances is not None:
             self._utterances.forget_voice()
+        if self._variety is not None:
+            self._variety.reset()
+            self._trust(self._variety.trust)
 
     def set_vad_aggressiveness(self, level: int) -> None:
         self.vad.set_aggressiveness(level)
@@ -214,6 +223,8 @@ class Engine:
         one speaker), so the calibration carries on."""
         if self._utterances is not None:
             self._utterances.end_phrase()  # the stream's end ends its phrase
+        if self._variety is not None:
+            self._variety.end_phrase()
         if not keep_calibration:
             self.reset_calibration()
         self.frontend.reset()
@@ -307,6 +318,8 @@ class Engine:
                     self._phrase_covered = False
                     if self._utterances is not None:
                         self._utterances.end_phrase()
+                    if self._variety is not None:
+                        self._variety.end_phrase()
                 updates.append(self._classify(window, speech=False))
         if finishing:
             updates += self._close_phrase()
@@ -328,6 +341,9 @@ class Engine:
         if self._reference is None:
             for calibration in self._learning:  # the window is part of the voice it is heard by
                 calibration.update(window.features)
+        if self._variety is not None:
+            self._variety.add(self._predict(window.features, trust=0.0))
+            self._trust(self._variety.trust)
         probs = self._predict(window.features)
         if self._reference is not None and self._reference.admits(probs):
             for calibration in self._learning:
@@ -338,6 +354,12 @@ class Engine:
             probs = self._utterances.mix(probs, window.frames)
         return probs
 
+    def _trust(self, trust: float) -> None:
+        for calibration in self._learning:
+            calibration.trust = trust
+        if self._utterances is not None:
+            self._utterances.trust = trust
+
     def _with_shifted_copies(self, window: Window, probs: np.ndarray) -> np.ndarray:
         start = round(window.start_s * SAMPLE_RATE)
         reach = self.shifter.context_samples
@@ -346,13 +368,14 @@ class Engine:
         copies = self.shifter(self._tail.span(first, last), start - first)
         return np.mean([probs, *map(self._predict, copies)], axis=0, dtype=np.float32)
 
-    def _predict(self, features: np.ndarray) -> np.ndarray:
+    def _predict(self, features: np.ndarray, trust: float | None = None) -> np.ndarray:
         """The model's probabilities, each network hearing the window calibrated to its own
-        training population (or as it is, without calibration)."""
+        training population (or as it is, without calibration); ``trust`` 0: as the
+        population would hear it, none of the voice learnt."""
         if not self._present:
             return self.classifier.predict(features)
         return self.classifier.predict_each(
-            [features if c is None else c.map(features) for c in self._calibrations]
+            [features if c is None else c.map(features, trust) for c in self._calibrations]
         )
 
     def _classify(self, window: Window, speech: bool) -> Update:

@@ -47,15 +47,17 @@ class PriorWeightedStats:
     def std(self) -> np.ndarray:
         return self._spread(self._sum_sq / self._n - np.square(self.mean))
 
-    def zscore_with(self, x: np.ndarray, max_shift: float | None = None) -> np.ndarray:
+    def zscore_with(
+        self, x: np.ndarray, max_shift: float | None = None, trust: float = 1.0
+    ) -> np.ndarray:
         """``x`` relative to these statistics with ``x`` itself counted in (an observation
         still being heard is part of the voice too), without adding it; bounded as
-        ``bounded`` bounds them."""
+        ``bounded`` bounds them and shrunk as ``shrunk`` shrinks them."""
         x = np.asarray(x, dtype=np.float64)
         n = self._n + 1
         mean = (self._sum + x) / n
         std = self._spread((self._sum_sq + x * x) / n - mean * mean)
-        mean, std = self.bounded(mean, std, max_shift)
+        mean, std = self.shrunk(*self.bounded(mean, std, max_shift), trust)
         return (x - mean) / std
 
     def bounded(
@@ -70,6 +72,16 @@ class PriorWeightedStats:
         mean = np.clip(mean, self.prior_mean - reach, self.prior_mean + reach)
         factor = 1.0 + max_shift
         return mean, np.clip(std, self.prior_std / factor, self.prior_std * factor)
+
+    def shrunk(
+        self, mean: np.ndarray, std: np.ndarray, trust: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A voice's ``mean`` and ``std`` taken only ``trust`` (in [0, 1]) of the way from
+        the prior's (the spread on a log scale, so a factor is shrunk as a factor)."""
+        if trust >= 1.0:
+            return mean, std
+        mean = self.prior_mean + trust * (mean - self.prior_mean)
+        return mean, self.prior_std * (std / self.prior_std) ** trust
 
     @staticmethod
     def _spread(variance: np.ndarray) -> np.ndarray:

@@ -180,14 +180,34 @@ def copy_model(target: Path) -> Path:
     return target
 
 
+def calibrated_as(target: Path, **calibration) -> Path:
+    """The shipped model as ``target`` (``copy_model``) with its sidecar's speaker
+    calibration changed: each key given set to its value, or removed where given None."""
+    import json
+
+    copy_model(target)
+    sidecar = target.with_suffix(".json")
+    spec = json.loads(sidecar.read_text())
+    setup = spec["normalisation"]["speaker_calibration"]
+    for key, value in calibration.items():
+        if value is None:
+            setup.pop(key, None)
+        else:
+            setup[key] = value
+    sidecar.write_text(json.dumps(spec))
+    return target
+
+
 def learning_from_all(classifier):
-    """The shipped networks with a calibration that learns from all speech, as before the
-    reference gate: for tests of the calibration's own mechanics (the gate has its own)."""
+    """The shipped networks with a calibration that learns freely from all speech, trusted
+    at once and unbounded: for tests of the calibration's own mechanics (the gate, the
+    bound and the trust have their own)."""
     import copy
     from dataclasses import replace
 
     from ser_live.model import Classifier
 
     normalisation = copy.deepcopy(classifier.spec.normalisation)
-    normalisation["speaker_calibration"].pop("reference", None)
+    for key in ("reference", "max_shift", "variety"):  # learning freely, trusted at once
+        normalisation["speaker_calibration"].pop(key, None)
     return Classifier(classifier.path, replace(classifier.spec, normalisation=normalisation))

@@ -18,6 +18,7 @@ from tests.conftest import (
     CORPUS,
     SPEECH_CLIP,
     assert_one_line_error,
+    calibrated_as,
     copy_model,
     run_cli,
     truncated_flac,
@@ -120,10 +121,21 @@ def test_voice_shifts_score_the_same_windows_with_copies(tmp_path):
 
 
 def test_calibrate_hears_a_file_relative_to_its_voice_and_needs_a_measured_model(tmp_path):
+    # The voice trusted from its first window (the shipped sidecar waits until the voice
+    # has varied between phrases: tests/test_engine.py).
+    trusting = calibrated_as(tmp_path / "trusting.tflite", variety=None)
     plain, calibrated = tmp_path / "plain.csv", tmp_path / "calibrated.csv"
     proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(plain))
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("analyze", str(SPEECH_CLIP), "--timeline", str(calibrated), "--calibrate")
+    proc = run_cli(
+        "analyze",
+        str(SPEECH_CLIP),
+        "--timeline",
+        str(calibrated),
+        "--calibrate",
+        "--model",
+        str(trusting),
+    )
     assert proc.returncode == 0, proc.stderr
     alone, heard = read_csv(plain), read_csv(calibrated)
     assert [(w["start_s"], w["speech"]) for w in heard] == [
@@ -155,14 +167,18 @@ def test_voice_per_folder_carries_each_speakers_voice_on_from_file_to_file(tmp_p
     actor_2 = sorted((CORPUS / "ravdess" / "Actor_02").glob("*.flac"))
     listed = [actor_1[0], actor_2[0], actor_1[1], actor_2[1]]  # the folders interleaved
     summary = tmp_path / "s.csv"
+    # Learning only from speech heard as calm, trusted at once (the last release's).
+    calm = {"reference": {"emotions": ["neutral"], "min_probability": 0.6}, "variety": None}
+    model = calibrated_as(tmp_path / "calm.tflite", **calm, max_shift=None)
     args = ["analyze", *map(str, listed), "--summary", str(summary), "--voice-per-folder"]
+    args += ["--model", str(model)]
     proc = run_cli(*args, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     rows = read_csv(summary)
     assert [row["file"] for row in rows] == [str(p) for p in actor_1 + actor_2]  # by folder
 
     # Each folder is one voice, heard in turn by one calibrating engine (its own process).
-    engine = EngineOptions(calibrate=True).build()
+    engine = EngineOptions(model, calibrate=True).build()
     heard = [r for a in (actor_1, actor_2) for r in analyze_run([Task(p) for p in a], engine)]
     for row, result in zip(rows, heard, strict=True):
         expected = result.speech_probabilities
@@ -378,12 +394,12 @@ def test_the_command_line_gives_blas_one_thread_unless_the_user_says(users, expe
 
 
 def test_listen_calibrates_by_default_only_where_the_models_sidecar_says(tmp_path):
-    """The shipped model's live_default is false (models/README.md); a model that says
-    true is calibrated unless told not to; a value that is not a boolean is refused."""
+    """The shipped model's live_default is true (models/README.md); a model that says
+    false is not calibrated unless told to; a value that is not a boolean is refused."""
     from ser_live.analysis import EngineOptions
     from ser_live.errors import ModelError
 
-    assert EngineOptions(calibrate=None).build().calibration is None
+    assert EngineOptions(calibrate=None).build().calibration is not None
     model = copy_model(tmp_path / "model.tflite")
     sidecar = json.loads(model.with_suffix(".json").read_text())
     for value, calibrated in ((True, True), (False, False)):

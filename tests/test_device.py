@@ -99,7 +99,8 @@ def test_listen_captures_played_speech_and_agrees_with_analyze(pulse_sink, tmp_p
         str(summary),
         "--timeline",
         str(tmp_path / "timeline.csv"),
-        # Listen's default (the shipped sidecar's live_default): each window as it is.
+        # Listen's default (the shipped sidecar's live_default): the file as one voice.
+        "--calibrate",
     )
     assert proc.returncode == 0, proc.stderr
     offline = read_csv(summary)[0]

@@ -9,7 +9,7 @@ import pytest
 
 from ser_live import EMOTIONS
 from ser_live.engine import Engine, Smoother
-from tests.conftest import learning_from_all
+from tests.conftest import calibrated_as, learning_from_all
 
 
 def feed_in_chunks(engine: Engine, samples: np.ndarray, chunk: int):
@@ -211,9 +211,127 @@ def test_the_models_bound_holds_every_network_of_the_pair(tmp_path):
     engine = Engine(classifier, calibrate=True)
     assert [c.max_shift for c in engine._calibrations] == [0.5, 0.5]
     assert engine._utterances.max_shift == 0.5
-    # The shipped sidecar has no bound: none anywhere.
+    # The shipped sidecar's bound, 0.5, holds both too; without one, none anywhere.
     engine = Engine(load_model(), calibrate=True)
+    assert [c.max_shift for c in engine._calibrations] == [0.5, 0.5]
+    free = calibrated_as(tmp_path / "free.tflite", max_shift=None)
+    engine = Engine(load_model(free), calibrate=True)
     assert [c.max_shift for c in engine._calibrations] == [None, None]
+
+
+def test_variety_is_earned_by_phrases_that_differ_not_by_one_lasting_emotion():
+    from ser_live.verdict_variety import VerdictVariety
+
+    def heard(phrases, prior_windows=20.0):
+        variety = VerdictVariety(full_at=0.1, prior_windows=prior_windows)
+        for phrase in phrases:
+            for verdict in phrase:
+                variety.add(verdict)
+            variety.end_phrase()
+        return variety
+
+    sure = np.eye(len(EMOTIONS))
+    rng = np.random.default_rng(5)
+    # Forty phrases, each wavering between two emotions window to window, but every
+    # phrase like the others: one lasting mood earns no trust, however long.
+    lasting = [[sure[k % 2] for k in range(6)] for _ in range(40)]
+    assert heard(lasting).variety < 1e-9
+    assert heard(lasting).trust < 1e-9
+    # Phrases heard as different emotions earn it, fully once heard long enough.
+    varied = [[sure[j % 3]] * 6 for j in range(40)]
+    assert heard(varied).trust == 1.0
+    # The same three phrases earn less the fewer windows they have against the prior's.
+    short = [[sure[j]] * 2 for j in range(3)]
+    assert heard(short).variety == pytest.approx(heard(short, prior_windows=0.0).variety * 6 / 26)
+    # Halfway: verdicts that differ by phrase by half as much, half the variety.
+    half = [[0.5 * sure[j % 3] + 0.5 * sure[6]] * 6 for j in range(40)]
+    assert heard(half).variety == pytest.approx(heard(varied).variety / 4)
+    # A phrase still being heard counts; a new voice starts from nothing.
+    open_phrase = VerdictVariety(full_at=0.1, prior_windows=0.0)
+    for verdict in rng.permutation(np.repeat(sure[:2], 10, axis=0)):
+        open_phrase.add(verdict)
+    assert open_phrase.variety == 0.0  # one phrase: nothing between phrases yet
+    open_phrase.end_phrase()
+    for _ in range(20):
+        open_phrase.add(sure[2])
+    assert open_phrase.variety > 0.1
+    open_phrase.reset()
+    assert open_phrase.windows_heard == 0 and open_phrase.trust == 0.0
+
+
+def test_a_shrunk_calibration_follows_the_voice_only_as_far_as_it_is_trusted():
+    from ser_live.calibration import SpeakerCalibration
+
+    rng = np.random.default_rng(6)
+    mean, std = rng.standard_normal(5), rng.uniform(0.5, 2.0, 5)
+    calibration = SpeakerCalibration(mean, std, prior_frames=0.001)
+    voice_mean, voice_std = mean + 2.0 * std, 0.25 * std
+    calibration.update(voice_mean + voice_std * rng.standard_normal((196 * 200, 5)))
+    heard = voice_mean + voice_std * rng.standard_normal((196 * 50, 5))
+    calibration.trust = 0.0  # as the population hears it
+    np.testing.assert_allclose(calibration.map(heard), heard, atol=1e-4)
+    # Half trusted: the voice, 2 spreads high and a quarter as varied, is heard as 1 spread
+    # high and half as varied, so the map takes off one spread and widens it by 2: it
+    # stays (2 - 1) x 2 spreads high, half as varied.
+    calibration.trust = 0.5
+    mapped = calibration.map(heard)
+    np.testing.assert_allclose((mapped.mean(axis=0) - mean) / std, 2.0, atol=0.05)
+    np.testing.assert_allclose(mapped.std(axis=0) / std, 0.5, rtol=0.05)
+    # An explicit trust wins over the calibration's own.
+    np.testing.assert_allclose(calibration.map(heard, trust=0.0), heard, atol=1e-4)
+    calibration.trust = 1.0
+    np.testing.assert_allclose(calibration.map(heard).mean(axis=0), mean, atol=0.05)
+
+
+def test_the_models_variety_sets_the_trust_of_every_network_and_the_head(tmp_path):
+    """A sidecar's ``speaker_calibration.variety``: nothing heard, nothing trusted; the
+    trust the voice's verdicts (heard without calibration) earn holds every network and the
+    utterance head; a new voice starts again from none."""
+    import json
+
+    from ser_live.analysis import analyze_file
+    from ser_live.model import load_model
+    from tests.conftest import copy_model
+
+    model = copy_model(tmp_path / "model.tflite")
+    sidecar = model.with_suffix(".json")
+    spec = json.loads(sidecar.read_text())
+    spec["normalisation"]["speaker_calibration"]["variety"] = {
+        "full_at": 0.001,
+        "prior_windows": 4,
+    }
+    sidecar.write_text(json.dumps(spec))
+    engine = Engine(load_model(model), calibrate=True)
+    trusts = lambda: [c.trust for c in engine._calibrations] + [engine._utterances.trust]  # noqa: E731
+    assert trusts() == [0.0, 0.0, 0.0]
+    # One speaker in two emotions (fixtures/README.md), one phrase each.
+    clips = sorted((Path(__file__).parent / "fixtures/corpus/ravdess/Actor_04").glob("*.flac"))
+    windows = 0
+    for k, clip in enumerate(clips):
+        windows += sum(u.speech for u in analyze_file(clip, engine, keep_calibration=k > 0).updates)
+        assert engine._variety.windows_heard == windows > 0
+    assert trusts() == [engine._variety.trust] * 3 and engine._variety.trust > 0.0
+    engine.reset()
+    assert trusts() == [0.0, 0.0, 0.0]
+    # Never trusted, a calibrating engine hears a voice as an engine without calibration
+    # does (the map the identity, the utterance head silent).
+    spec["normalisation"]["speaker_calibration"]["variety"]["full_at"] = 1e9
+    sidecar.write_text(json.dumps(spec))
+    untrusted = Engine(load_model(model), calibrate=True)
+    plain = Engine(load_model(model))
+    for k, clip in enumerate(clips):
+        heard = analyze_file(clip, untrusted, keep_calibration=k > 0).updates
+        as_alone = analyze_file(clip, plain).updates
+        assert [u.speech for u in heard] == [u.speech for u in as_alone]
+        for a, b in zip(heard, as_alone, strict=True):
+            if a.speech:
+                np.testing.assert_allclose(a.raw_probabilities, b.raw_probabilities, atol=1e-4)
+    # Without the key, calibration is trusted as before.
+    engine = Engine(
+        load_model(calibrated_as(tmp_path / "trusting.tflite", variety=None)), calibrate=True
+    )
+    assert engine._variety is None
+    assert [c.trust for c in engine._calibrations] == [1.0, 1.0]
 
 
 def test_calibration_of_some_features_leaves_the_others_as_the_population_hears_them():

@@ -95,6 +95,16 @@ def edit_sidecar(model: Path, change) -> None:
             lambda d: d["normalisation"]["speaker_calibration"].update(dims=[0, 43]),
             "dims needs distinct feature indices",
         ),
+        (
+            lambda d: d["normalisation"]["speaker_calibration"].update(
+                variety={"full_at": 0.0, "prior_windows": 20}
+            ),
+            "variety needs a positive full_at",
+        ),
+        (
+            lambda d: d["normalisation"]["speaker_calibration"].update(variety={"full": 1}),
+            "variety needs full_at and prior_windows",
+        ),
         (lambda d: d.update(format_version=99), "format"),
         (lambda d: d.pop("features"), "incomplete"),
     ],
@@ -149,7 +159,8 @@ def test_a_model_with_a_member_gives_the_mean_of_both_networks(tmp_path, speech)
     spec["utterance_head"] = None  # the networks alone (the head: tests/test_utterance.py)
     # Calibration learning from every window, as each network alone would: the reference
     # gate judges by the pair's own verdict (tests/test_training.py tests it).
-    spec["normalisation"]["speaker_calibration"].pop("reference", None)
+    for key in ("reference", "max_shift", "variety"):
+        spec["normalisation"]["speaker_calibration"].pop(key, None)
     (tmp_path / "model.json").write_text(json.dumps(spec))
     ensemble = load_model(tmp_path / "model.tflite")
     (member_name,) = ensemble.spec.members

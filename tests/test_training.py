@@ -74,14 +74,16 @@ def test_label_mapping(name, emotion, speaker):
     assert utt is not None and utt.emotion == emotion and utt.speaker == speaker
 
 
-def test_a_clip_of_no_known_speaker_is_heard_alone_in_a_calibrated_session():
+def test_a_clip_of_no_known_speaker_is_heard_alone_in_a_calibrated_session(tmp_path):
     """EmoSpeech's "unknown user" is many people: calibrating to them as one voice is
     not what a user could do, so the calibrated protocol hears such a clip alone."""
+    from tests.conftest import calibrated_as
     from training.scoring import clip_probabilities, session_probabilities
 
     clips = find_utterances([CORPUS / "emospeech"])
     assert [u.voice_known for u in clips] == [False, True]  # House/bacho…, webservice/go…
-    model = ROOT / "models" / "ser_cnn_int8.tflite"
+    # The voice trusted at once (the shipped sidecar hears a voice of one phrase as alone).
+    model = calibrated_as(tmp_path / "trusting.tflite", variety=None)
     heard, alone = session_probabilities(model, clips), clip_probabilities(model, clips)
     np.testing.assert_array_equal(heard[0], alone[0])
     assert np.abs(heard[1] - alone[1]).max() > 1e-3  # calibrated, with the utterance head
@@ -562,28 +564,28 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Largest loss on one corpus: +0.0 points\n" in proc.stdout
     assert proc.stdout.count("| chosen |") == 3
-    # A bounded calibration as an experiment: its own reports; each clip alone (never
-    # calibrated; no second opinion at today's weight, 0) as before; compared as one more
-    # choice.
-    bounded_run = ["--max-shift", "0.5", "--gates", "0.6", "--without-second-opinion"]
-    proc = python_m("training.yardstick", run_dir, CORPUS, *bounded_run)
+    # A bounded calibration trusted as the voice varies: its own reports; each clip alone
+    # (never calibrated; no second opinion at today's weight, 0) as before; compared as
+    # one more choice.
+    bounded_run = ["--max-shift", "0.5", "--variety", "0.06", "--gates", "0.6"]
+    proc = python_m("training.yardstick", run_dir, CORPUS, *bounded_run, "--without-second-opinion")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    bounded = json.loads((run_dir / "yardstick_shift0.5.json").read_text())
-    assert bounded["max_shift"] == 0.5
+    bounded = json.loads((run_dir / "yardstick_shift0.5_variety0.06.json").read_text())
+    assert bounded["max_shift"] == 0.5 and bounded["variety"] == 0.06
     assert bounded["settings_grid"]["gates"] == [None, 0.6, "off"]
     for corpus in CORPORA:
         assert bounded["rows"]["today"][corpus]["alone"] == today_alone[corpus]
     proc = python_m(
         "training.recipes",
         run_dir / "yardstick.json",
-        run_dir / "yardstick_shift0.5.json",
+        run_dir / "yardstick_shift0.5_variety0.06.json",
         "--names",
         "free,bounded",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Largest loss on one corpus:" in proc.stdout
     proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--install")
-    assert proc.returncode == 2 and "never installed" in proc.stderr
+    assert proc.returncode == 2 and "install with training.recipes" in proc.stderr
     # Calibration of only the features that tell voices apart: measured for each held-out
     # network on its own training corpora, then heard as an experiment, those features
     # in each heard copy's sidecar.
@@ -835,23 +837,25 @@ def test_the_default_never_hears_the_second_opinion_and_calibration_may_be_off()
 def test_a_bounded_calibration_that_keeps_a_lasting_emotion_is_installed_with_its_bound(
     tmp_path,
 ):
-    """Two runs of one network set, free and bounded: where only the bounded one keeps a
-    lasting emotion on every corpus, it is the default, installed with its bound and
-    live; the sidecar it writes is one the runtime takes."""
+    """Two runs of one network set, free and bounded (and trusted as its voice varies):
+    where only the bounded one keeps a lasting emotion on every corpus, it is the default,
+    installed with its bound and trust and live; the sidecar it writes is one the runtime
+    takes."""
     from ser_live.model import load_model
     from training.recipes import calibration_choice, same_networks
-    from training.yardstick import WEIGHTS, describe, install
+    from training.yardstick import VARIETY_PRIOR, WEIGHTS, Variant, describe, install
 
     def cell(alone, mixed, one):
         return {"alone": alone, "mixed": mixed, "one-emotion": one}
 
     corpora = ["a", "b"]
 
-    def run(all_speech: dict, calm: dict, max_shift) -> dict:
+    def run(all_speech: dict, calm: dict, max_shift, variety=None) -> dict:
         cells = {None: all_speech, 0.6: calm, "off": {c: cell(0.3, 0.3, 0.3) for c in corpora}}
         return {
             "corpora": corpora,
             "max_shift": max_shift,
+            "variety": variety,
             "settings_grid": {"gates": list(cells)},
             "table": {describe((g, w)): by for g, by in cells.items() for w in WEIGHTS},
             "rows": {"today": {c: {"alone": {"uar": 0.3}} for c in corpora}},
@@ -867,6 +871,7 @@ def test_a_bounded_calibration_that_keeps_a_lasting_emotion_is_installed_with_it
         {"a": cell(0.3, 0.40, 0.30), "b": cell(0.3, 0.40, 0.295)},  # within 0.01
         {"a": cell(0.3, 0.34, 0.31), "b": cell(0.3, 0.34, 0.28)},
         0.5,
+        0.06,
     )
     results = {"free": free, "bounded": bounded}
     assert same_networks(results)
@@ -876,18 +881,43 @@ def test_a_bounded_calibration_that_keeps_a_lasting_emotion_is_installed_with_it
         "setting": [None, 0.0],
         "calibrate_gate": None,
         "max_shift": 0.5,
+        "variety": 0.06,
     }
     # Without the bounded run, nothing keeps it: calibration off live, --calibrate the gate.
     assert calibration_choice({"free": free})["setting"] == ["off", 0.0]
     assert calibration_choice({"free": free})["calibrate_gate"] == 0.6
+
+    # The shipped pair heard under both: where the bounded one fades a lasting emotion on
+    # the pair's corpus, it is no default; where it keeps it, it is.
+    def pair(one_emotion: float, max_shift, variety=None) -> dict:
+        cells = {
+            None: {"p": cell(0.3, 0.4, one_emotion)},
+            0.6: {"p": cell(0.3, 0.35, one_emotion)},
+            "off": {"p": cell(0.3, 0.3, 0.3)},
+        }
+        return {
+            "corpora": ["p"],
+            "max_shift": max_shift,
+            "variety": variety,
+            "settings_grid": {"gates": list(cells)},
+            "table": {describe((g, w)): by for g, by in cells.items() for w in WEIGHTS},
+        }
+
+    fading = [pair(0.25, None), pair(0.28, 0.5, 0.06)]
+    assert calibration_choice(results, fading)["setting"] == ["off", 0.0]
+    keeping = [pair(0.25, None), pair(0.30, 0.5, 0.06)]
+    assert calibration_choice(results, keeping) == choice
+    assert calibration_choice(results, keeping[:1])["setting"] == ["off", 0.0]  # not heard
     models = tmp_path / "models"
     shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("card", "*.md"))
     second_opinion = models / "dusha_ser.onnx"
-    install(choice["setting"], choice["calibrate_gate"], 0.3, second_opinion, 0.5, models)
+    variant = Variant(choice["max_shift"], variety=choice["variety"])
+    install(choice["setting"], choice["calibrate_gate"], 0.3, second_opinion, variant, models)
     calibration = json.loads((models / "ser_cnn_int8.json").read_text())["normalisation"][
         "speaker_calibration"
     ]
     assert calibration["max_shift"] == 0.5 and calibration["live_default"] is True
+    assert calibration["variety"] == {"full_at": 0.06, "prior_windows": VARIETY_PRIOR}
     assert "reference" not in calibration
     assert load_model(models / "ser_cnn_int8.tflite").spec.calibrates_live
     assert json.loads(second_opinion.with_suffix(".json").read_text())["weight"] == 0.3

@@ -87,6 +87,17 @@ def test_a_bounded_voice_moves_its_phrase_statistics_no_further_than_its_bound()
         near.add(mean + 0.2 * std + std * rng.standard_normal(4))
     phrase = mean + std
     np.testing.assert_allclose(near.zscore(phrase, max_shift=0.5), near.zscore(phrase))
+    # Untrusted (a voice whose speech has not varied: ser_live.verdict_variety), the
+    # phrase is heard against the population; bounded first, then shrunk.
+    np.testing.assert_allclose(voice.zscore(own_mean, trust=0.0), 3.0, atol=0.05)
+    np.testing.assert_allclose(voice.zscore(own_mean, max_shift=0.5, trust=0.0), 3.0, atol=0.05)
+    # Half trusted: the statistics half the way from the population's to the voice's (the
+    # spread on a log scale).
+    shrunk_mean = mean + 0.5 * (voice.mean - mean)
+    shrunk_std = std * np.sqrt(voice.std / std)
+    np.testing.assert_allclose(
+        voice.zscore(own_mean, trust=0.5), (own_mean - shrunk_mean) / shrunk_std, atol=0.05
+    )
 
 
 def grid_windows(frames: np.ndarray, per_window: int, hop: int) -> list:

@@ -9,9 +9,10 @@ the new recipe changes on each corpus at the shipped setting, so that a gain on 
 that costs one corpus 3 points shows.
 
 Where the runs are one network set heard under other calibrations (``training.yardstick
---max-shift``: the same each-clip-alone rows), ``--install`` writes the choice made on all
-corpora into ``models/`` as ``training.yardstick --install`` does, with the bound of the
-run it came from; the opt-in second opinion's weight is the baseline's (heard with it).
+--max-shift``, ``--variety``: the same each-clip-alone rows), ``--install`` writes the
+choice made on all corpora into ``models/`` as ``training.yardstick --install`` does, with
+the bound and trust of the run it came from; the opt-in second opinion's weight is the
+baseline's (heard with it).
 """
 
 from __future__ import annotations
@@ -28,42 +29,74 @@ from training.yardstick import (
     HEARINGS,
     MAX_LOSS,
     WEIGHTS,
+    Variant,
     choose,
     choose_calibration,
     describe,
     install,
 )
 
+#: How the shipped pair's corpora are told apart from the held-out network's in a table.
+PAIR = "pair:"
 
-def combined_table(results: dict[str, dict]) -> dict[tuple, dict[str, dict[str, float]]]:
+
+def variant_of(result: dict) -> tuple:
+    """Which calibration a run heard (``training.yardstick.Variant``'s fields)."""
+    return tuple(result.get(k) for k in ("max_shift", "identity_dims", "variety"))
+
+
+def combined_table(
+    results: dict[str, dict], pairs: list[dict] = ()
+) -> dict[tuple, dict[str, dict[str, float]]]:
     """Every recipe's UAR table, keyed ``(recipe, gate, weight)``, over the gates each
-    was heard under."""
-    return {
-        (name, g, w): result["table"][describe((g, w))]
+    was heard under; with the columns (``pair:CORPUS``, no second opinion) of the run in
+    ``pairs`` that heard the shipped pair under the same calibration, where there is one."""
+    table = {
+        (name, g, w): dict(result["table"][describe((g, w))])
         for name, result in results.items()
         for g in result["settings_grid"]["gates"]
         for w in WEIGHTS
     }
+    by_variant = {variant_of(p): p for p in pairs}
+    for name, result in results.items():
+        pair = by_variant.get(variant_of(result))
+        if pair is None:
+            continue
+        for g in pair["settings_grid"]["gates"]:
+            if (name, g, 0.0) in table:
+                cells = pair["table"][describe((g, 0.0))]
+                table[(name, g, 0.0)].update({PAIR + c: v for c, v in cells.items()})
+    return table
 
 
-def nested_rows(results: dict[str, dict]) -> dict[str, tuple[tuple, dict[str, float]]]:
-    """Each corpus's choice made on the other corpora, and its UAR per way of hearing."""
+def pair_columns(pairs: list[dict]) -> list[str]:
+    return [PAIR + c for c in pairs[0]["corpora"]] if pairs else []
+
+
+def nested_rows(
+    results: dict[str, dict], pairs: list[dict] = ()
+) -> dict[str, tuple[tuple, dict[str, float]]]:
+    """Each corpus's choice made on the other corpora (and the pair's, but that one),
+    and its UAR per way of hearing."""
     corpora = next(iter(results.values()))["corpora"]
-    table = combined_table(results)
+    table = combined_table(results, pairs)
     out = {}
     for corpus in corpora:
-        setting = choose(table, [c for c in corpora if c != corpus])
+        kept = [c for c in pair_columns(pairs) if c != PAIR + corpus]
+        setting = choose(table, [c for c in corpora if c != corpus], kept)
         out[corpus] = (setting, table[setting][corpus])
     return out
 
 
-def calibration_choice(results: dict[str, dict]) -> dict:
+def calibration_choice(results: dict[str, dict], pairs: list[dict] = ()) -> dict:
     """The default and ``--calibrate``'s calibration chosen on all corpora across runs of
-    one network set: ``setting`` (gate, weight) and ``calibrate_gate`` as
-    ``training.yardstick.install`` takes them, and the chosen run's ``max_shift``."""
+    one network set (a default must keep a lasting emotion on the shipped pair's corpora
+    too, where ``pairs`` heard it): ``setting`` (gate, weight) and ``calibrate_gate`` as
+    ``training.yardstick.install`` takes them, and the chosen run's ``max_shift`` and
+    ``variety`` (its ``Variant``)."""
     corpora = next(iter(results.values()))["corpora"]
-    table = combined_table(results)
-    shipped = choose(table, corpora)
+    table = combined_table(results, pairs)
+    shipped = choose(table, corpora, pair_columns(pairs))
     calibrate = choose_calibration(table, corpora)
     run = shipped[0] if shipped[-2] != "off" else calibrate[0]
     return {
@@ -71,6 +104,7 @@ def calibration_choice(results: dict[str, dict]) -> dict:
         "setting": list(shipped[1:]),
         "calibrate_gate": calibrate[-2],
         "max_shift": results[run].get("max_shift"),
+        "variety": results[run].get("variety"),
     }
 
 
@@ -82,7 +116,7 @@ def same_networks(results: dict[str, dict]) -> bool:
     return all(a == alone[0] for a in alone)
 
 
-def markdown(results: dict[str, dict]) -> str:
+def markdown(results: dict[str, dict], pairs: list[dict] = ()) -> str:
     names = list(results)
     corpora = results[names[0]]["corpora"]
     header = ["| recipe | how heard | " + " | ".join(corpora) + " | mean |"]
@@ -97,12 +131,14 @@ def markdown(results: dict[str, dict]) -> str:
     for name, result in results.items():
         for h in HEARINGS:
             lines.append(row(name, h, [result["rows"]["new"][c][h]["uar"] for c in corpora]))
-    nested = nested_rows(results)
+    nested = nested_rows(results, pairs)
     lines += ["", "The recipe chosen with the settings, without the row's corpus:", "", *header]
     for h in HEARINGS:
         lines.append(row("chosen", h, [nested[c][1][h] for c in corpora]))
     lines += [""]
     lines += [f"- {c}: {s[0]}, {describe(s[1:])}" for c, (s, _) in nested.items()]
+    if pairs:
+        lines += pair_lines(results, pairs)
     base, new = names[0], names[-1]
     shipped = tuple(results[base]["shipped"])
     if describe(shipped) not in results[new]["table"]:
@@ -130,6 +166,34 @@ def markdown(results: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pair_lines(results: dict[str, dict], pairs: list[dict]) -> list[str]:
+    """The shipped pair's one-emotion sessions less each clip alone under each recipe's
+    calibrating settings it was heard under, and the choice made on all corpora."""
+    table = combined_table(results, pairs)
+    columns = pair_columns(pairs)
+    choice = calibration_choice(results, pairs)
+    lines = [
+        "",
+        "A default must keep a lasting emotion on the shipped pair's corpora too (one-emotion "
+        "sessions less each clip alone, points; a setting the pair was not heard under does "
+        "not qualify):",
+        "",
+        "| recipe | setting | " + " | ".join(c.removeprefix(PAIR) for c in columns) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in columns) + " |",
+    ]
+    for (name, gate, weight), cells in table.items():
+        if weight != 0.0 or gate == "off" or columns[0] not in cells:
+            continue
+        losses = [100 * (cells[c]["one-emotion"] - cells[c]["alone"]) for c in columns]
+        lines.append(
+            f"| {name} | {describe((gate, weight)).split(';')[0]} | "
+            + " | ".join(f"{v:+.1f}" for v in losses)
+            + " |"
+        )
+    lines += ["", f"Chosen on all corpora: {choice['run']}, {describe(tuple(choice['setting']))}."]
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.recipes", description=__doc__.split("\n\n")[0]
@@ -137,7 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "results", nargs="+", type=Path, help="yardstick.json files, the baseline first"
     )
-    parser.add_argument("--names", help="comma-separated names of the recipes, in order")
+    parser.add_argument(
+        "--names",
+        help="comma-separated names of the recipes, in order (default: their folders' "
+        "names, or their files' where they share a folder)",
+    )
+    parser.add_argument(
+        "--pair",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="yardstick_pair*.json files: the shipped pair heard under the recipes' "
+        "calibrations; a default must keep a lasting emotion there too",
+    )
     parser.add_argument(
         "--install",
         action="store_true",
@@ -145,7 +221,15 @@ def main(argv: list[str] | None = None) -> int:
         "network set under other calibrations only)",
     )
     args = parser.parse_args(argv)
-    names = args.names.split(",") if args.names else [p.parent.name for p in args.results]
+    # By default a run's folder names it, or, for runs of one folder, its file.
+    folders = [p.parent.name for p in args.results]
+    names = (
+        args.names.split(",")
+        if args.names
+        else folders
+        if len(set(folders)) == len(folders)
+        else [p.stem for p in args.results]
+    )
     if len(names) != len(args.results) or len(set(names)) != len(names):
         parser.error("--names: one distinct name per file")
     results = {}
@@ -156,18 +240,24 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: {exc}")
     if len({tuple(r["corpora"]) for r in results.values()}) != 1:
         parser.error("the runs held out different corpora")
-    print(markdown(results), end="")
+    pairs = []
+    for path in args.pair:
+        try:
+            pairs.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            parser.error(f"{path}: {exc}")
+    print(markdown(results, pairs), end="")
     if args.install:
         if not same_networks(results):
             parser.error("--install: the runs heard different networks (recipes, not calibrations)")
-        choice = calibration_choice(results)
+        choice = calibration_choice(results, pairs)
         first = next(iter(results.values()))
         install(
             choice["setting"],
             choice["calibrate_gate"],
             first["opt_in_weight"],
             DEFAULT_SECOND_OPINION,
-            choice["max_shift"],
+            Variant(choice["max_shift"], variety=choice["variety"]),
         )
     return 0
 

@@ -48,6 +48,9 @@ TODAY = (None, 0.0)
 MAX_LOSS = 0.03
 #: One-emotion sessions may fall at most this far below each clip alone.
 LASTING_SLACK = 0.01
+#: The windows of no variety a voice's verdicts start from (``--variety``): about 10 s
+#: of speech on the half-second grid.
+VARIETY_PRIOR = 20.0
 
 
 def fusion_terms(result) -> tuple[np.ndarray, np.ndarray] | None:
@@ -87,25 +90,44 @@ class Heard:
 
 @dataclass(frozen=True)
 class Variant:
-    """An experimental calibration heard under every gate, never installed: bounded
-    (``max_shift``, ``ser_live.calibration``), or moving only the features whose
-    ``training.identity_dims`` ratio is at least ``identity_dims``."""
+    """A calibration heard under every gate: bounded (``max_shift``,
+    ``ser_live.calibration``), trusted only as far as the voice's verdicts have varied
+    (``variety``: ``ser_live.verdict_variety``'s full_at), or moving only the features
+    whose ``training.identity_dims`` ratio is at least ``identity_dims`` (never
+    installed). ``training.recipes`` chooses between runs of them."""
 
     max_shift: float | None = None
     identity_dims: float | None = None
+    variety: float | None = None  # ``ser_live.verdict_variety``'s full_at
 
     @property
     def suffix(self) -> str:
         """How a run's reports and work folder are told apart from the plain ones."""
-        return (f"_shift{self.max_shift}" if self.max_shift else "") + (
-            f"_identity{self.identity_dims}" if self.identity_dims is not None else ""
+        return (
+            (f"_shift{self.max_shift}" if self.max_shift else "")
+            + (f"_identity{self.identity_dims}" if self.identity_dims is not None else "")
+            + (f"_variety{self.variety}" if self.variety is not None else "")
         )
+
+    @property
+    def described(self) -> str:
+        """The variant in words, for reports."""
+        words = []
+        if self.max_shift is not None:
+            words.append(f"bounded at {self.max_shift}")
+        if self.variety is not None:
+            words.append(f"trusted fully at variety {self.variety}")
+        if self.identity_dims is not None:
+            words.append(f"features of identity ratio >= {self.identity_dims} only")
+        return ", ".join(words)
 
     def apply(self, calibration: dict, model_dir: Path) -> None:
         """Set the variant in a sidecar's ``speaker_calibration`` (the model's folder
         holds its ``identity_dims.json``)."""
         if self.max_shift is not None:
             calibration["max_shift"] = self.max_shift
+        if self.variety is not None:
+            calibration["variety"] = {"full_at": self.variety, "prior_windows": VARIETY_PRIOR}
         if self.identity_dims is not None:
             from training.identity_dims import REPORT, dims_at
 
@@ -113,16 +135,21 @@ class Variant:
             calibration["dims"] = dims_at(ratio, self.identity_dims)
 
 
-def set_gate(sidecar: Path, gate: float | str | None, variant: Variant = Variant()) -> None:
+def set_gate(
+    sidecar: Path, gate: float | str | None, variant: Variant = Variant(), live: bool | None = None
+) -> None:
     """A model sidecar's calibration set to learn from speech heard as neutral at
-    ``gate`` (a probability), or from all speech; with an experimental ``variant``."""
+    ``gate`` (a probability), or from all speech; with a ``variant``; ``live``: whether
+    ``listen`` and the app calibrate by default (None: as the runtime's default, on)."""
     spec = json.loads(sidecar.read_text())
     calibration = spec["normalisation"]["speaker_calibration"]
-    for key in ("reference", "max_shift", "dims", "live_default"):
+    for key in ("reference", "max_shift", "dims", "variety", "live_default"):
         calibration.pop(key, None)
     if isinstance(gate, float):
         calibration["reference"] = {"emotions": ["neutral"], "min_probability": gate}
     variant.apply(calibration, sidecar.parent)
+    if live is not None:
+        calibration["live_default"] = live
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
 
 
@@ -208,11 +235,17 @@ def score(clips: list[Utterance], verdicts: list[np.ndarray | None]) -> dict:
     return closed_set_scores([u.emotion for u in clips], verdicts, labels)
 
 
-def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) -> tuple:
+def choose(
+    table: dict[tuple, dict[str, dict[str, float]]],
+    corpora: list[str],
+    also_kept: list[str] = (),
+) -> tuple:
     """Among the settings a default may have (``DEFAULT_WEIGHTS``) that keep a lasting
     emotion on every corpus (one-emotion sessions at least alone less 0.01) and whose
     second opinion costs none 3 points, the best mean of the mixed sessions (then of all
-    hearings).
+    hearings) over ``corpora``. ``also_kept``: more columns of the table that must keep it
+    too without counting in the mean (``training.recipes``: the shipped pair's corpora); a
+    setting not heard there does not qualify.
 
     A setting is ``(gate, weight)``, or ``(*more, gate, weight)`` with more choices in
     front (``training.recipes``: the training recipe); "off" with no second opinion always
@@ -220,13 +253,13 @@ def choose(table: dict[tuple, dict[str, dict[str, float]]], corpora: list[str]) 
     """
     best, best_mean = None, (-1.0, -1.0)
     for setting, by_corpus in table.items():
-        if setting[-1] not in DEFAULT_WEIGHTS:
+        if setting[-1] not in DEFAULT_WEIGHTS or any(c not in by_corpus for c in also_kept):
             continue
         alone = table[(*setting[:-1], 0.0)]
         ok = all(
             by_corpus[c]["one-emotion"] >= by_corpus[c]["alone"] - LASTING_SLACK
             and all(by_corpus[c][h] > alone[c][h] - MAX_LOSS for h in HEARINGS)
-            for c in corpora
+            for c in [*corpora, *also_kept]
         )
         mean = (
             float(np.mean([by_corpus[c]["mixed"] for c in corpora])),
@@ -333,6 +366,7 @@ def evaluate(
         "corpora": corpora,
         "max_shift": variant.max_shift,
         "identity_dims": variant.identity_dims,
+        "variety": variant.variety,
         "settings_grid": {"gates": list(gates), "weights": list(WEIGHTS)},
         "table": {describe(k): v for k, v in table.items()},
     }
@@ -369,12 +403,15 @@ def stem(member: Path | None, variant: Variant = Variant()) -> str:
 
 def markdown(result: dict) -> str:
     corpora = result["corpora"]
-    names = {"today": "today's default", "new": "new default (chosen without the row's corpus)"}
+    variant = Variant(result.get("max_shift"), result.get("identity_dims"), result.get("variety"))
+    today = "today's default" if variant == Variant() else f"all speech, {variant.described}"
+    names = {"today": today, "new": "new default (chosen without the row's corpus)"}
     lines = [
         "# The yardstick: leave-one-corpus-out, three ways of hearing",
         "",
         "UAR over each held-out corpus's own labels, every clip counted. Today's default: "
-        "calibration learns from all speech, no second opinion. New default: the setting "
+        "calibration learns from all speech, no second opinion (in a run of a variant, "
+        "that variant). New default: the setting "
         "chosen on the other corpora (below); the shipped one was chosen on all of them: "
         f"**{result['shipped_description']}**; `--calibrate`: "
         f"{describe((result['calibrate_gate'], 0.0)).split(';')[0]}.",
@@ -412,7 +449,7 @@ def markdown(result: dict) -> str:
         + " | ".join(f"{v:.3f}" for v in with_it)
         + f" | {np.mean(with_it):.3f} |",
     ]
-    lines += ["", "## Per class: recall, today's default → new", ""]
+    lines += ["", f"## Per class: recall, {today} → new", ""]
     lines += ["| corpus | how heard | " + " | ".join(EMOTIONS) + " |"]
     lines += ["| --- | --- | " + " | ".join("---" for _ in EMOTIONS) + " |"]
     for c in corpora:
@@ -428,28 +465,26 @@ def install(
     calibrate_gate,
     opt_in_weight: float,
     second_opinion: Path,
-    max_shift: float | None = None,
+    variant: Variant = Variant(),
     models: Path = ROOT / "models",
 ) -> None:
     """The chosen calibration into the shipped model's sidecar: the live default's gate,
     or, where it is "off", ``live_default`` false and ``calibrate_gate`` for
-    ``--calibrate``; its bound (``max_shift``, ``Variant``); the second opinion's weight
-    (the default's where it has one, else the opt-in's) into its own."""
+    ``--calibrate``; its bound and trust (``variant``); the second opinion's weight (the
+    default's where it has one, else the opt-in's) into its own."""
+    if variant.identity_dims is not None:
+        raise ValueError("calibrating only some features is never installed")
     gate, weight = setting
     if weight == 0.0:
         log("the default hears no second opinion; --second-opinion uses the opt-in weight")
         weight = opt_in_weight
     sidecar = models / Path(MODEL_NAME).with_suffix(".json")
-    set_gate(sidecar, calibrate_gate if gate == "off" else gate, Variant(max_shift))
-    spec = json.loads(sidecar.read_text())
-    spec["normalisation"]["speaker_calibration"]["live_default"] = gate != "off"
-    sidecar.write_text(json.dumps(spec, indent=1) + "\n")
+    set_gate(sidecar, calibrate_gate if gate == "off" else gate, variant, live=gate != "off")
     sidecar = second_opinion.with_suffix(".json")
     spec = json.loads(sidecar.read_text())
     spec["weight"] = weight
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    bound = f", bounded at {max_shift}" if max_shift is not None else ""
-    log(f"installed: {describe(tuple(setting))}{bound}; second opinion's weight {weight}")
+    log(f"installed: {describe(tuple(setting))}{variant.suffix}; second opinion's weight {weight}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -480,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-shift",
         type=float,
         help="bound every calibrated setting's map to this many of the population's "
-        "spreads (ser_live.calibration; an experiment: reports yardstick_shiftB.*)",
+        "spreads (ser_live.calibration; reports yardstick_shiftB.*)",
     )
     parser.add_argument(
         "--identity-dims",
@@ -488,6 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="T",
         help="calibrate only the features whose voice-to-emotion ratio is at least T "
         "(training.identity_dims, run first; an experiment: reports yardstick_identityT.*)",
+    )
+    parser.add_argument(
+        "--variety",
+        type=float,
+        metavar="V",
+        help="trust calibration only as far as the voice's verdicts have varied, fully at "
+        "variety V (ser_live.verdict_variety; reports yardstick_varietyV.*)",
     )
     parser.add_argument(
         "--gates",
@@ -506,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     if not list(args.run_dir.glob(f"without-*/{MODEL_NAME}")):
         parser.error(f"not a finished leave-one-corpus-out run: {args.run_dir}")
     if args.max_shift is not None and (args.max_shift <= 0 or args.install):
-        parser.error("--max-shift: a positive bound, never installed (an experiment)")
+        parser.error("--max-shift: a positive bound; install with training.recipes")
     if args.identity_dims is not None:
         from training.identity_dims import REPORT
 
@@ -516,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
             (m.parent / REPORT).is_file() for m in args.run_dir.glob(f"without-*/{MODEL_NAME}")
         ):
             parser.error(f"--identity-dims: run python -m training.identity_dims {args.run_dir}")
-    variant = Variant(args.max_shift, args.identity_dims)
+    if args.variety is not None and (args.variety <= 0 or args.install):
+        parser.error("--variety: a positive variety; install with training.recipes")
+    variant = Variant(args.max_shift, args.identity_dims, args.variety)
     if args.without_second_opinion:
         if args.install:
             parser.error("--without-second-opinion: never installed (an experiment)")

@@ -38,10 +38,12 @@ from ser_live.sources import FileSource, all_inputs, open_source
 from ser_live.spectrogram import LogMelTap
 
 PAINT_MS = 33
-#: The calibrate box's setting. Not "calibrate", the key of before 2026-12-07, which the
-#: app wrote at every close: it holds the old default (on), not a user's choice, and the
-#: model's sidecar now says whether to calibrate unless the user does.
-CALIBRATE_SETTING = "calibrate_to_each_voice"
+#: The calibrate box's setting: stored only where the user's choice differs from what
+#: the model's sidecar says (``_save_settings``), so that a new model's default reaches
+#: whoever never chose. Not "calibrate" (before 2026-12-07) nor "calibrate_to_each_voice"
+#: (2026-12-07), which the app wrote at every close: they hold the defaults of those
+#: releases, not anyone's choice.
+CALIBRATE_SETTING = "calibrate_by_choice"
 #: The level meters move every third paint (10 per second): a progress bar repaints on
 #: every change, about a millisecond each, which at 30 per second per side was a tenth
 #: of the UI thread.
@@ -270,7 +272,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _save_settings(self) -> None:
         self.settings.setValue("vad", self.vad_box.value())
         self.settings.setValue("smoothing", self.smoothing_box.value())
-        self.settings.setValue(CALIBRATE_SETTING, self.calibrate_box.isChecked())
+        if self.calibrate_box.isChecked() == self._calibrates_by_default:
+            self.settings.remove(CALIBRATE_SETTING)
+        else:
+            self.settings.setValue(CALIBRATE_SETTING, self.calibrate_box.isChecked())
         self.settings.setValue("marker_text", self.marker_text.text())
         self.settings.setValue("device", self.device_boxes[YOU].currentText())
         self.settings.setValue("other_device", self.device_boxes[OTHER].currentText())
