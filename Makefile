@@ -85,13 +85,21 @@ CALIBRATIONS := shift0.25:--max-shift=0.25 shift0.5:--max-shift=0.5 shift1.0:--m
 	shift0.5_variety0.06:--max-shift=0.5,--variety=0.06 \
 	shift0.5_variety0.1:--max-shift=0.5,--variety=0.1
 QUICK := --without-second-opinion --gates all,0.6,off
+# The calibration shipped today is heard with the second opinion too (about 40 minutes
+# more), so that its opt-in weight is chosen fused with it; were another chosen,
+# training.recipes says so and keeps the baseline's weight.
+WITH_SECOND_OPINION := shift0.5_variety0.06
 loco: $(VENV)/.dev
 	$(BIN)/python -m training.loco $(DATA) $(RECIPE) --calibrated --run-dir $(LOCO_RUN)
 	$(BIN)/python -m training.yardstick $(LOCO_RUN) $(DATA)
 	$(BIN)/python -m training.yardstick $(LOCO_RUN) $(DATA) --member $(MEMBER)
 	for c in $(CALIBRATIONS); do \
 		for pair in "" "--member $(MEMBER)"; do \
-			$(BIN)/python -m training.yardstick $(LOCO_RUN) $(DATA) $(QUICK) $$pair \
+			quick="$(QUICK)"; \
+			if [ "$${c%%:*}" = $(WITH_SECOND_OPINION) ]; then \
+				quick="--gates all,0.6,off"; \
+			fi; \
+			$(BIN)/python -m training.yardstick $(LOCO_RUN) $(DATA) $$quick $$pair \
 				$$(echo $${c#*:} | tr , ' ') || exit 1; \
 		done; \
 	done

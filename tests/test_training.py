@@ -584,6 +584,15 @@ def test_leave_one_corpus_out_on_fixtures(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Largest loss on one corpus:" in proc.stdout
+    # Heard again with the second opinion, the verdicts kept from the run without it are
+    # not reused.
+    kept = run_dir / "yardstick_shift0.5_variety0.06-work" / "ravdess" / "heard.npz"
+    with np.load(kept) as data:
+        assert str(data["second_opinion"]) == ""
+    proc = python_m("training.yardstick", run_dir, CORPUS, *bounded_run)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with np.load(kept) as data:
+        assert str(data["second_opinion"]).endswith("dusha_ser.onnx")
     proc = python_m("training.yardstick", run_dir, CORPUS, "--max-shift", "0.5", "--install")
     assert proc.returncode == 2 and "install with training.recipes" in proc.stderr
     # Calibration of only the features that tell voices apart: measured for each held-out
@@ -832,6 +841,53 @@ def test_the_default_never_hears_the_second_opinion_and_calibration_may_be_off()
     assert choose(table, corpora) == ("off", 0.0)
     assert choose_gate(table, corpora) == 0.6  # b loses 0.02 at 0.6, 0.04 at 0.4
     assert choose(table, ["a"]) == (0.4, 0.0)  # on a alone, 0.4 keeps it and mixes best
+
+
+def test_the_opt_in_weight_is_heard_with_the_live_default_calibration():
+    """Each clip alone the second opinion gains most at 0.3, but, fused with the live
+    default's calibration, 0.3 fades corpus b's lasting emotion: the opt-in weight is 0.2
+    where the live default calibrates, 0.3 where it does not. A run heard without the
+    second opinion says so, and ``training.recipes`` then keeps the baseline's weight."""
+    from training.recipes import opt_in_weight
+    from training.yardstick import (
+        WEIGHTS,
+        choose_opt_in,
+        describe,
+        heard_second_opinion,
+        settings_table,
+    )
+
+    def cell(alone, mixed, one):
+        return {"alone": alone, "mixed": mixed, "one-emotion": one}
+
+    corpora = ["a", "b"]
+    alone = {0.0: 0.30, 0.2: 0.33, 0.3: 0.34, 0.4: 0.30, 0.5: 0.25, 0.6: 0.2}
+    fades_b = {0.3: 0.05, 0.4: 0.1, 0.5: 0.1, 0.6: 0.1}  # under its own alone at these
+
+    def result(heard: bool) -> dict:
+        table = {}
+        for w in WEIGHTS:
+            a = alone[w] if heard else alone[0.0]
+            fade = fades_b.get(w, 0.0) if heard else 0.0
+            table[describe(("off", w))] = {c: cell(a, a, a) for c in corpora}
+            table[describe((None, w))] = {
+                "a": cell(a, a + 0.05, a + 0.01),
+                "b": cell(a, a + 0.05, a + 0.01 - fade),
+            }
+        return {"corpora": corpora, "settings_grid": {"gates": [None, "off"]}, "table": table}
+
+    heard = result(True)
+    table = settings_table(heard)
+    assert heard_second_opinion(heard) and not heard_second_opinion(result(False))
+    assert choose_opt_in(table, corpora, "off") == 0.3
+    assert choose_opt_in(table, corpora, None) == 0.2
+    assert choose_opt_in(table, ["a"], None) == 0.3  # a alone keeps it at 0.3
+    choice = {"run": "bounded", "setting": [None, 0.0]}
+    base = {**result(False), "opt_in_weight": 0.4}
+    assert opt_in_weight({"base": base, "bounded": heard}, choice) == 0.2
+    assert opt_in_weight({"base": base, "bounded": result(False)}, choice) == 0.4
+    calibration_off = {**choice, "setting": ["off", 0.0]}
+    assert opt_in_weight({"base": base, "bounded": heard}, calibration_off) == 0.3
 
 
 def test_a_bounded_calibration_that_keeps_a_lasting_emotion_is_installed_with_its_bound(

@@ -5,14 +5,15 @@ several ``training.loco`` runs (one per recipe, scored by ``training.yardstick``
 treats the recipe as one more choice beside the runtime's settings: each corpus's row is
 the recipe and setting that ``training.yardstick.choose`` picks on the *other* corpora,
 with the same rules. It prints that nested table, each recipe's own nested rows, and what
-the new recipe changes on each corpus at the shipped setting, so that a gain on the mean
-that costs one corpus 3 points shows.
+the choice on all corpora changes on each corpus against the baseline's own default, so
+that a gain on the mean that costs one corpus 3 points shows.
 
 Where the runs are one network set heard under other calibrations (``training.yardstick
 --max-shift``, ``--variety``: the same each-clip-alone rows), ``--install`` writes the
 choice made on all corpora into ``models/`` as ``training.yardstick --install`` does, with
-the bound and trust of the run it came from; the opt-in second opinion's weight is the
-baseline's (heard with it).
+the bound and trust of the run it came from; the opt-in second opinion's weight is chosen
+on that run where it was heard with the second opinion (so that the weight is heard with
+the live default's calibration), else the baseline's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_live.second_opinion import DEFAULT_SECOND_OPINION
+from training import log
 from training.yardstick import (
     HEARINGS,
     MAX_LOSS,
@@ -32,8 +34,11 @@ from training.yardstick import (
     Variant,
     choose,
     choose_calibration,
+    choose_opt_in,
     describe,
+    heard_second_opinion,
     install,
+    settings_table,
 )
 
 #: How the shipped pair's corpora are told apart from the held-out network's in a table.
@@ -108,6 +113,17 @@ def calibration_choice(results: dict[str, dict], pairs: list[dict] = ()) -> dict
     }
 
 
+def opt_in_weight(results: dict[str, dict], choice: dict) -> float:
+    """The second opinion's weight beside the chosen calibration: chosen on the chosen
+    run's table with the live default's gate (``choose_opt_in``), where that run heard the
+    second opinion; else the baseline's, chosen on each clip alone."""
+    chosen = results[choice["run"]]
+    if not heard_second_opinion(chosen):
+        log(f"{choice['run']} was heard without the second opinion: the baseline's weight")
+        return next(iter(results.values()))["opt_in_weight"]
+    return choose_opt_in(settings_table(chosen), chosen["corpora"], choice["setting"][0])
+
+
 def same_networks(results: dict[str, dict]) -> bool:
     """Whether the runs heard one network set: the same each-clip-alone verdicts' UAR."""
     alone = [
@@ -139,22 +155,21 @@ def markdown(results: dict[str, dict], pairs: list[dict] = ()) -> str:
     lines += [f"- {c}: {s[0]}, {describe(s[1:])}" for c, (s, _) in nested.items()]
     if pairs:
         lines += pair_lines(results, pairs)
-    base, new = names[0], names[-1]
-    shipped = tuple(results[base]["shipped"])
-    if describe(shipped) not in results[new]["table"]:
-        return "\n".join([*lines, "", f"{new} was not heard at {describe(shipped)}"]) + "\n"
+    base = names[0]
+    table = combined_table(results, pairs)
+    chosen = choose(table, corpora, pair_columns(pairs))
+    before = (base, *results[base]["shipped"])
     lines += [
         "",
-        f"{new} against {base} at the shipped setting ({describe(shipped)}), points:",
+        f"Chosen on all corpora ({chosen[0]}, {describe(chosen[1:])}) against {base}'s own "
+        f"default ({describe(before[1:])}), points:",
         "",
         "| how heard | " + " | ".join(corpora) + " | mean |",
         "| --- | " + " | ".join("---" for _ in corpora) + " | --- |",
     ]
     worst = 0.0
     for h in HEARINGS:
-        a = [results[base]["table"][describe(shipped)][c][h] for c in corpora]
-        b = [results[new]["table"][describe(shipped)][c][h] for c in corpora]
-        delta = [100 * (y - x) for x, y in zip(a, b, strict=True)]
+        delta = [100 * (table[chosen][c][h] - table[before][c][h]) for c in corpora]
         worst = min(worst, *delta)
         cells = " | ".join(f"{d:+.1f}" for d in delta)
         lines.append(f"| {h} | {cells} | {np.mean(delta):+.1f} |")
@@ -251,11 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         if not same_networks(results):
             parser.error("--install: the runs heard different networks (recipes, not calibrations)")
         choice = calibration_choice(results, pairs)
-        first = next(iter(results.values()))
         install(
             choice["setting"],
             choice["calibrate_gate"],
-            first["opt_in_weight"],
+            opt_in_weight(results, choice),
             DEFAULT_SECOND_OPINION,
             Variant(choice["max_shift"], variety=choice["variety"]),
         )
