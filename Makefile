@@ -74,7 +74,7 @@ train: $(VENV)/.dev
 # then, without the second opinion, each bound and trust of calibration in CALIBRATIONS),
 # and the shipped pair likewise on the three corpora its member never heard; the setting
 # of each corpus's row chosen without it across all of them, a default keeping a lasting
-# emotion on the pair's corpora too (training.recipes). About four hours on 2 cores with
+# emotion on the pair's corpora too (training.recipes). About five hours on 2 cores with
 # the windows cached. Reports: training/runs/loco/yardstick*.md, copied to models/card/.
 # INSTALL=1 also writes the chosen setting into models/.
 LOCO_RUN := training/runs/loco
