@@ -30,7 +30,6 @@ from training import log
 from training.yardstick import (
     HEARINGS,
     MAX_LOSS,
-    WEIGHTS,
     Variant,
     choose,
     choose_calibration,
@@ -57,10 +56,9 @@ def combined_table(
     was heard under; with the columns (``pair:CORPUS``, no second opinion) of the run in
     ``pairs`` that heard the shipped pair under the same calibration, where there is one."""
     table = {
-        (name, g, w): dict(result["table"][describe((g, w))])
+        (name, *setting): dict(cells)
         for name, result in results.items()
-        for g in result["settings_grid"]["gates"]
-        for w in WEIGHTS
+        for setting, cells in settings_table(result).items()
     }
     by_variant = {variant_of(p): p for p in pairs}
     for name, result in results.items():
