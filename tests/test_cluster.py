@@ -4,6 +4,7 @@ runs of the same files."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -36,10 +37,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _session(pid: int | str) -> int | None:
+    """The session id of process ``pid`` (None once it has ended, zombies included: a
+    container's init may never reap them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, _ppid, _group, session = stat[stat.rindex(")") + 2 :].split()[:4]
+    return None if state in "ZX" else int(session)
+
+
+def _processes_of(session: int) -> list[int]:
+    """The pids of the processes in ``session``."""
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if _session(pid) == session]
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address (``gcs``)
-    and its Ray Client address (``client``)."""
+    """A Ray head on 127.0.0.1 with 2 CPUs for this module: its GCS address (``gcs``),
+    its Ray Client address (``client``) and the session its processes share
+    (``session``).
+
+    The head starts in a session of its own, and only that session's processes are
+    stopped and searched for actors: ``ray stop`` would stop every Ray cluster on the
+    host, another test run's or the user's own included."""
     port, client_port = _free_port(), _free_port()
     # Ray Client's per-client server gets 30 s to start; under a CPU hog that is too short
     # (docs/cluster.md).
@@ -52,12 +75,31 @@ def cluster(tmp_path_factory):
     start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}"]
     start += [f"--ray-client-server-port={client_port}"]
     start += ["--num-cpus=2", "--include-dashboard=false", "--object-store-memory=100000000"]
-    proc = subprocess.run(start, capture_output=True, text=True, env=env, timeout=180)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head = subprocess.Popen(
+        start,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    out, _ = head.communicate(timeout=180)
     try:
-        yield SimpleNamespace(gcs=f"127.0.0.1:{port}", client=f"ray://127.0.0.1:{client_port}")
+        assert head.returncode == 0, out
+        yield SimpleNamespace(
+            gcs=f"127.0.0.1:{port}", client=f"ray://127.0.0.1:{client_port}", session=head.pid
+        )
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _wait_for(lambda: _kill_all(head.pid), 60, "the test cluster to stop")
+
+
+def _kill_all(session: int) -> bool:
+    """Kill every process of ``session``; whether none was left to kill."""
+    pids = _processes_of(session)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return not pids
 
 
 def _archive(folder: Path, n_files: int, clips_per_file: int) -> Path:
@@ -169,18 +211,16 @@ def test_a_private_local_instance_and_a_bad_file(tmp_path):
     assert sum(row.split(",")[-1] == "" for row in rows) == 3
 
 
-def _analyser_processes() -> list[int]:
-    """The pids of the Ray actors analysing a unit of work right now."""
+def _analyser_processes(cluster) -> list[int]:
+    """The pids of the test cluster's Ray actors analysing a unit of work right now."""
     busy = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in _processes_of(cluster.session):
         try:
-            title = (entry / "cmdline").read_bytes()
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         if title.startswith(b"ray::_Analyser.analyse"):
-            busy.append(int(entry.name))
+            busy.append(pid)
     return busy
 
 
@@ -189,8 +229,8 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     plain = run_cli("analyze", str(files), *_outputs(tmp_path, "plain"))
     assert plain.returncode == 0, plain.stderr
     run = _start_cli("analyze", str(files), *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}")
-    _wait_for(lambda: _analyser_processes() or run.poll() is not None, 120, "a busy actor")
-    killed = _analyser_processes()
+    _wait_for(lambda: _analyser_processes(cluster) or run.poll() is not None, 120, "a busy actor")
+    killed = _analyser_processes(cluster)
     if not killed:
         _, stderr = run.communicate(timeout=60)
         raise AssertionError(f"the run ended before an actor was seen at work: {stderr}")
@@ -200,10 +240,10 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
 
 
-def _holding(path: Path) -> list[int]:
-    """The pids of the Ray actors that have ``path`` open."""
+def _holding(cluster, path: Path) -> list[int]:
+    """The pids of the test cluster's Ray actors that have ``path`` open."""
     pids = []
-    for pid in _analyser_processes():
+    for pid in _analyser_processes(cluster):
         try:
             if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
                 pids.append(pid)
@@ -233,12 +273,12 @@ def test_a_file_that_kills_its_worker_every_time_costs_only_its_own_row(cluster,
     kills, deadline = 0, time.monotonic() + 300
     while run.poll() is None:
         assert time.monotonic() < deadline, "the run did not finish"
-        holders = _holding(killer)
+        holders = _holding(cluster, killer)
         for pid in holders:
             os.kill(pid, signal.SIGKILL)
         if holders:
             kills += 1
-            _wait_for(lambda: not _holding(killer), 60, "the killed worker to let go")
+            _wait_for(lambda: not _holding(cluster, killer), 60, "the killed worker to let go")
         time.sleep(0.005)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 3, stderr  # one file failed, the others were analysed
