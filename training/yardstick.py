@@ -535,7 +535,9 @@ def install(
     spec = json.loads(sidecar.read_text())
     spec["weight"] = weight
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    log(f"installed: {describe(tuple(setting))}{variant.suffix}; second opinion's weight {weight}")
+    calibration = describe((gate, 0.0)).split(";")[0]
+    bounds = f" ({variant.described})" if variant.described else ""
+    log(f"installed: {calibration}{bounds}; the second opinion's weight {weight}")
 
 
 def main(argv: list[str] | None = None) -> int:
