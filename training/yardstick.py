@@ -367,12 +367,16 @@ def choices(result: dict) -> dict:
     }
 
 
-def describe(setting: tuple) -> str:
-    gate, weight = setting
+def describe_calibration(gate) -> str:
     learn = {None: "learns from all speech", "off": "off"}.get(
         gate, f"learns from speech heard as neutral at p >= {gate}"
     )
-    return f"calibration {learn}; second opinion {weight:.1f}"
+    return f"calibration {learn}"
+
+
+def describe(setting: tuple) -> str:
+    gate, weight = setting
+    return f"{describe_calibration(gate)}; second opinion {weight:.1f}"
 
 
 def evaluate(
@@ -535,9 +539,8 @@ def install(
     spec = json.loads(sidecar.read_text())
     spec["weight"] = weight
     sidecar.write_text(json.dumps(spec, indent=1) + "\n")
-    calibration = describe((gate, 0.0)).split(";")[0]
     bounds = f" ({variant.described})" if variant.described else ""
-    log(f"installed: {calibration}{bounds}; the second opinion's weight {weight}")
+    log(f"installed: {describe_calibration(gate)}{bounds}; the second opinion's weight {weight}")
 
 
 def main(argv: list[str] | None = None) -> int:
