@@ -211,16 +211,34 @@ def test_a_private_local_instance_and_a_bad_file(tmp_path):
     assert sum(row.split(",")[-1] == "" for row in rows) == 3
 
 
-def _analyser_processes(cluster) -> list[int]:
-    """The pids of the test cluster's Ray actors analysing a unit of work right now."""
-    busy = []
+def _raylet(cluster) -> int:
+    """The pid of the test cluster's raylet, the parent of its worker processes."""
     for pid in _processes_of(cluster.session):
+        with contextlib.suppress(OSError):
+            if b"/raylet/raylet" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    raise AssertionError("the test cluster has no raylet")
+
+
+def _analyser_processes(cluster, raylet: int | None = None) -> list[int]:
+    """The pids of the test cluster's Ray actors analysing a unit of work right now.
+
+    Only the raylet's children are read (pass ``raylet`` to skip finding it), not all of
+    /proc: a poll loop stays quick on a host crowded with processes."""
+    raylet = _raylet(cluster) if raylet is None else raylet
+    children: list[str] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{raylet}/task").iterdir():
+            with contextlib.suppress(OSError):
+                children += (task / "children").read_text().split()
+    busy = []
+    for pid in children:
         try:
             title = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
         if title.startswith(b"ray::_Analyser.analyse"):
-            busy.append(pid)
+            busy.append(int(pid))
     return busy
 
 
@@ -240,10 +258,10 @@ def test_a_killed_worker_loses_no_file_and_counts_none_twice(cluster, tmp_path):
     assert _read(tmp_path, "ray") == _read(tmp_path, "plain")
 
 
-def _holding(cluster, path: Path) -> list[int]:
+def _holding(cluster, path: Path, raylet: int) -> list[int]:
     """The pids of the test cluster's Ray actors that have ``path`` open."""
     pids = []
-    for pid in _analyser_processes(cluster):
+    for pid in _analyser_processes(cluster, raylet):
         try:
             if any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir()):
                 pids.append(pid)
@@ -252,33 +270,49 @@ def _holding(cluster, path: Path) -> list[int]:
     return pids
 
 
+def _slow_to_read(path: Path, seconds: int) -> None:
+    """Digital silence at 192 kHz on 8 channels: about 1.6 kB of FLAC per second that
+    takes seconds of one core to decode, mix down and resample (5.9 s for ten minutes
+    here), so an actor holds the file open far longer than the test takes to find it."""
+    rate, channels = 192_000, 8
+    second = np.zeros((rate, channels), np.int16)
+    with sf.SoundFile(path, "w", rate, channels, format="FLAC", subtype="PCM_16") as out:
+        for _ in range(seconds):
+            out.write(second)
+
+
 def test_a_file_that_kills_its_worker_every_time_costs_only_its_own_row(cluster, tmp_path):
     """A batch whose worker dies on every try is tried again one run at a time: the one
     file that kills its worker ends as an error row, the others of its batch are analysed
     once each, and nothing is lost.
 
-    The killer: a short clip followed by ten minutes of digital silence (a few kB of FLAC,
-    so it shares a batch with short clips, and seconds of analysis, while its worker holds
-    it open), among short clips. The test kills whichever worker holds it, on every try."""
-    from ser_live.cluster import UNIT_RETRIES
+    The killer: minutes of 8-channel 192 kHz digital silence, a few hundred kB of FLAC
+    that shares a batch with short clips and takes seconds of analysis while its actor
+    holds it open. The test kills whichever actor holds it, on every try."""
+    from ser_live.analysis import Task, voice_runs
+    from ser_live.cluster import UNIT_RETRIES, batches
 
     killer = tmp_path / "killer.flac"
-    audio = np.concatenate([load_audio(CLIPS[0]), np.zeros(600 * SAMPLE_RATE, np.float32)])
-    sf.write(killer, audio, SAMPLE_RATE)
+    _slow_to_read(killer, 400)
     clips = [str(clip) for clip in CLIPS[:4]]
+    inputs = [*clips[:2], str(killer), *clips[2:]]
+    # The premise: the killer and the clips travel as one batch.
+    assert len(batches(voice_runs([Task(Path(path)) for path in inputs]))) == 1
     plain = run_cli("analyze", *clips, *_outputs(tmp_path, "plain"))
     assert plain.returncode == 0, plain.stderr
-    inputs = [*clips[:2], str(killer), *clips[2:]]
+    raylet = _raylet(cluster)
     run = _start_cli("analyze", *inputs, *_outputs(tmp_path, "ray"), f"--ray={cluster.gcs}")
-    kills, deadline = 0, time.monotonic() + 300
+    kills, deadline = 0, time.monotonic() + 600
     while run.poll() is None:
         assert time.monotonic() < deadline, "the run did not finish"
-        holders = _holding(cluster, killer)
+        holders = _holding(cluster, killer, raylet)
         for pid in holders:
             os.kill(pid, signal.SIGKILL)
         if holders:
             kills += 1
-            _wait_for(lambda: not _holding(cluster, killer), 60, "the killed worker to let go")
+            _wait_for(
+                lambda: not _holding(cluster, killer, raylet), 60, "the killed actor to let go"
+            )
         time.sleep(0.005)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 3, stderr  # one file failed, the others were analysed
