@@ -29,6 +29,20 @@ SIDECAR_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "ser_cnn_int8.tflite"
 
 
+def read_sidecar(path: Path, kind: str, sidecar_format: str) -> dict:
+    """A sidecar's JSON object, refused unless it names ``sidecar_format``; ``kind`` names
+    the sidecar in the errors."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{kind} sidecar missing: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{kind} sidecar unreadable: {path} ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != sidecar_format:
+        raise ModelError(f"{path}: not a ser-live {kind} sidecar")
+    return data
+
+
 @dataclass
 class ModelSpec:
     """The sidecar of a model."""
@@ -76,14 +90,7 @@ class ModelSpec:
 
     @classmethod
     def read(cls, path: Path) -> ModelSpec:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"model sidecar missing: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"model sidecar unreadable: {path} ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-            raise ModelError(f"{path}: not a ser-live model sidecar")
+        data = read_sidecar(path, "model", SIDECAR_FORMAT)
         if data.get("format_version") != SIDECAR_VERSION:
             raise ModelError(
                 f"{path}: sidecar format {data.get('format_version')} is not supported "

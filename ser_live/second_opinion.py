@@ -1,7 +1,7 @@
 """A second opinion per phrase: the Dusha network, heard once a phrase ends, fused with ours.
 
 The Dusha network (SberDevices, 2022; ``models/dusha_ser.onnx``, its licence and credit in
-``models/LICENSE-dusha.txt``) was trained on about 300 h of Russian crowd-sourced and
+``models/dusha_ser.LICENSE.txt``) was trained on about 300 h of Russian crowd-sourced and
 podcast speech: other speakers, language and microphones than our corpora, so its errors
 differ from ours. It hears a whole phrase (no fixed window) and says one of four emotions:
 angry, sad, neutral, positive (our happy). It is used **as it is**: the ONNX file as
@@ -27,7 +27,6 @@ thread owns a ``SecondOpinion`` (its engine's).
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 from ser_live import EMOTIONS, SAMPLE_RATE
 from ser_live.dsp import frame, hann_window, mel_filterbank, power_spectrum
 from ser_live.errors import ModelError
+from ser_live.model import read_sidecar
 
 SIDECAR_FORMAT = "ser-live-second-opinion"
 #: Beside the default model: ``models/dusha_ser.onnx`` and its sidecar.
@@ -103,14 +103,7 @@ class SecondOpinionSpec:
 
     @classmethod
     def read(cls, path: Path) -> SecondOpinionSpec:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"second-opinion sidecar missing: {path}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"second-opinion sidecar unreadable: {path} ({exc})") from None
-        if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-            raise ModelError(f"{path}: not a ser-live second-opinion sidecar")
+        data = read_sidecar(path, "second-opinion", SIDECAR_FORMAT)
         try:
             spec = cls(
                 sha256=str(data["sha256"]),
