@@ -58,6 +58,9 @@ class Activity:
     #: Syllable nuclei counted per turn, (first, end) 10 ms frame -> count; shared by the
     #: snapshots of one side (see ``pace``).
     nuclei: dict = field(default_factory=dict, compare=False)
+    #: Measures of spans already worked out on this snapshot (see ``_measured``): the
+    #: whole session's median level and pitch are wanted once per rolling span.
+    measured: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def end_s(self) -> float:
@@ -164,8 +167,13 @@ def without_hangover(speech: np.ndarray, hangover_frames: int) -> np.ndarray:
     out = speech.copy()
     if hangover_frames <= 0:
         return out
-    for start, end in zip(*runs(speech), strict=True):
-        out[max(start, end - hangover_frames) : end] = False
+    starts, ends = runs(speech)
+    # Each run's last hangover_frames frames (no more than the run) go: a cumulative sum
+    # of +1 where such a tail starts and -1 where it ends marks them all at once.
+    tails = np.zeros(len(speech) + 1, np.int64)
+    np.add.at(tails, np.maximum(starts, ends - hangover_frames), 1)
+    np.add.at(tails, ends, -1)
+    out[np.cumsum(tails[:-1]) > 0] = False
     return out
 
 
@@ -294,11 +302,9 @@ def long_silences(anyone: np.ndarray, silence_s: float) -> list[float]:
     """Gaps longer than ``silence_s`` in which nobody spoke, between the first speech
     and the last (the quiet before a call starts and after it ends is not a silence)."""
     starts, ends = runs(~anyone)
-    return [
-        float(e - s) * FRAME_S
-        for s, e in zip(starts, ends, strict=True)
-        if s > 0 and e < len(anyone) and (e - s) * FRAME_S > silence_s
-    ]
+    lengths_s = (ends - starts).astype(np.float64) * FRAME_S
+    inside = (starts > 0) & (ends < len(anyone)) & (lengths_s > silence_s)
+    return [float(length) for length in lengths_s[inside]]
 
 
 def current_silence_s(activities: dict[str, Activity]) -> float:
@@ -317,11 +323,15 @@ def _speech_levels(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The side's 10 ms levels within ``span_s``, whether each is in speech, and voiced."""
     per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
-    speech = np.repeat(activity.speech, per_frame)[: len(activity.level_db)]
-    levels = activity.level_db[: len(speech)]
-    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
-    last = max(first, round((span_s[1] - activity.offset_s) / ENVELOPE_S))
-    return levels[first:last], speech[first:last], activity.voiced[: len(speech)][first:last]
+    heard = min(len(activity.speech) * per_frame, len(activity.level_db))
+    first = min(heard, max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S)))
+    last = min(heard, max(first, round((span_s[1] - activity.offset_s) / ENVELOPE_S)))
+    # Only the span's VAD frames are spread onto the 10 ms grid: a rolling span's cues
+    # cost the span, not the session.
+    frame_first, frame_last = first // per_frame, -(-last // per_frame)
+    speech = np.repeat(activity.speech[frame_first:frame_last], per_frame)
+    speech = speech[first - frame_first * per_frame :][: last - first]
+    return activity.level_db[first:last], speech, activity.voiced[first:last]
 
 
 def pace(activity: Activity, span_s: tuple[float, float], settings: CueSettings) -> float | None:
@@ -372,6 +382,21 @@ def count_nuclei(level_db: np.ndarray, voiced: np.ndarray, settings: CueSettings
     return count
 
 
+def _measured(measure):
+    """``measure(activity, span_s)`` worked out once per snapshot and span."""
+
+    def once(activity: Activity, span_s: tuple[float, float]) -> float | None:
+        key = (measure.__name__, span_s)
+        if key not in activity.measured:
+            activity.measured[key] = measure(activity, span_s)
+        return activity.measured[key]
+
+    once.__name__ = measure.__name__
+    once.__doc__ = measure.__doc__
+    return once
+
+
+@_measured
 def median_level(activity: Activity, span_s: tuple[float, float]) -> float | None:
     """The median level of the side's speech within ``span_s``, dBFS."""
     levels, speech, _ = _speech_levels(activity, span_s)
@@ -394,6 +419,7 @@ def _against_session(measure, activity: Activity, span_s: tuple[float, float]) -
 MIN_PITCH_S = 1.0
 
 
+@_measured
 def median_pitch(activity: Activity, span_s: tuple[float, float]) -> float | None:
     """The median pitch of the side's voiced speech within ``span_s``, in semitones above
     55 Hz; None with under ``MIN_PITCH_S`` of it."""

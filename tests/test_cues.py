@@ -19,6 +19,8 @@ from ser_live.cues import (
     SideActivity,
     conversation_cues,
     current_silence_s,
+    median_level,
+    median_pitch,
     runs,
     without_hangover,
 )
@@ -87,6 +89,49 @@ def test_runs_and_hangover_removal():
     starts, ends = runs(mask)
     assert starts.tolist() == [1, 7] and ends.tolist() == [5, 10]
     assert without_hangover(mask, 2).tolist() == [0, 1, 1, 0, 0, 0, 0, 1, 0, 0]
+
+
+def test_hangover_removal_takes_each_runs_tail_and_no_more():
+    """On random masks, against the definition run by run: a run's last frames go, a run
+    shorter than the hangover goes whole, runs at either edge included."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        mask = rng.random(int(rng.integers(1, 60))) < rng.uniform(0.2, 0.9)
+        hangover = int(rng.integers(0, 8))
+        expected = mask.copy()
+        if hangover:
+            for start, end in zip(*runs(mask), strict=True):
+                expected[max(start, end - hangover) : end] = False
+        assert without_hangover(mask, hangover).tolist() == expected.tolist()
+
+
+def test_a_spans_level_and_pitch_are_the_whole_sessions_frames_cut_to_it():
+    """The level and pitch of any span (on the VAD's grid or not, past either end) read
+    only its frames, as the whole session's 10 ms grid has them."""
+    rng = np.random.default_rng(3)
+    frames = 4000  # two minutes of 30 ms VAD frames, 3 envelope frames each
+    speech = rng.random(frames) < 0.6
+    levels = rng.normal(-30, 6, 3 * frames - 2).astype(np.float32)  # a block's carry
+    voiced = rng.random(len(levels)) < 0.7
+    pitch = rng.normal(24, 3, len(levels)).astype(np.float32)
+    activity = Activity(4.0, speech, levels, voiced, pitch)
+    spread = np.repeat(speech, 3)[: len(levels)]
+    spans = [(4.0, activity.end_s), (0.0, 500.0), (100.0, 130.0), (123.45, 124.01)]
+    spans += [tuple(sorted(rng.uniform(0.0, 130.0, 2))) for _ in range(50)]
+    for span in spans:
+        first = max(0, round((span[0] - 4.0) / 0.01))
+        last = max(first, round((span[1] - 4.0) / 0.01))
+        keep = spread[first:last]
+        level, tone = median_level(activity, span), median_pitch(activity, span)
+        if not keep.any():
+            assert level is None
+            continue
+        assert level == pytest.approx(float(np.median(levels[first:last][keep])))
+        keep = keep & voiced[first:last]
+        if keep.sum() * 0.01 < 1.0:
+            assert tone is None
+        else:
+            assert tone == pytest.approx(float(np.median(pitch[first:last][keep])))
 
 
 def test_cues_of_a_built_call_are_within_a_few_frames_of_its_timings():
