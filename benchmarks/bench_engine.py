@@ -34,7 +34,7 @@ os.environ.update({**ONE_BLAS_THREAD, **os.environ})  # as the command line runs
 import numpy as np
 import soundfile as sf
 
-from benchmarks.common import rss_mb, speech_stream
+from benchmarks.common import rss_mb, speech_stream, speech_stream_apart
 from ser_live.alerts import DEFAULT_RULES, FILE_RULES
 from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
 from ser_live.conversation import CallMonitor
@@ -286,7 +286,7 @@ def hour(with_opinion: bool) -> None:
     """Memory over a simulated hour-long live session, with its log and the call's cues
     every second. The hour is 10 minutes of speech played six times, block by block: the
     process holds those 10 minutes (40 MB), as a microphone would hold none."""
-    audio = speech_stream(620)
+    audio = speech_stream_apart(620)
     opinion = load_second_opinion() if with_opinion else None
     engine = Engine(load_model(), calibrate=True, second_opinion=opinion, background_phrases=True)
     samples, polls = [], []
