@@ -20,8 +20,11 @@ share-alike); ONNX Runtime runs it, since LiteRT cannot read ONNX.
   ``w`` is the sidecar's ``weight``, chosen on the leave-one-corpus-out yardstick
   (models/README.md).
 
-The engine runs it once per phrase, off the per-window path (``ser_live.engine``). One
-thread owns a ``SecondOpinion`` (its engine's).
+The engine runs it once per phrase, off the per-window path (``ser_live.engine``).
+
+Threads: one ``SecondOpinion`` may serve several engines at once (the app's two sides
+share one), each calling ``probabilities`` from its own phrase thread: ``DushaFeatures``
+keeps no state between calls and an ONNX Runtime session may run on several threads.
 """
 
 from __future__ import annotations

@@ -126,6 +126,50 @@ def test_two_phrases_get_two_verdicts_in_order_live_and_from_files(classifier, o
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
 
 
+def test_two_sides_sharing_one_opinion_get_what_each_gets_alone(classifier, opinion, speech):
+    """The app's two sides share one second opinion, each side's engine on its own
+    thread: their verdicts are those each engine gives alone."""
+    import threading
+
+    from ser_live.engine import Engine
+
+    pause = np.zeros(16000, dtype=np.float32)
+    streams = [
+        np.concatenate([pause, speech, pause, speech[::-1].copy(), pause]),
+        np.concatenate([pause, speech[::-1].copy(), pause, pause, speech, pause]),
+    ]
+
+    def hear(stream: np.ndarray) -> list:
+        engine = Engine(classifier.clone(), second_opinion=opinion, background_phrases=True)
+        got = []
+        for start in range(0, len(stream), 1600):
+            engine.feed(stream[start : start + 1600])
+            got += engine.take_phrases()
+        engine.finish()
+        got += engine.take_phrases(wait=True)
+        engine.close()
+        return got
+
+    alone = [hear(stream) for stream in streams]
+    together: list = [None, None]
+
+    def side(i: int) -> None:
+        together[i] = hear(streams[i])
+
+    threads = [threading.Thread(target=side, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for mine, shared in zip(alone, together, strict=True):
+        assert len(mine) == 2 and len(shared) == 2
+        for a, b in zip(mine, shared, strict=True):
+            assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
+            assert a.theirs is not None and b.theirs is not None
+            np.testing.assert_allclose(a.theirs, b.theirs, atol=1e-6)
+            np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+
+
 def test_a_sidecar_that_does_not_match_is_refused(tmp_path):
     from ser_live.second_opinion import DEFAULT_SECOND_OPINION, load_second_opinion
 
