@@ -182,19 +182,23 @@ def main() -> None:
     # listen and the app run by default.
     # Live, the second opinion hears each phrase on a thread of its own.
     live_engine = Engine(classifier, calibrate=True)
-    opinion_engine = Engine(
-        classifier, calibrate=True, second_opinion=opinion, background_phrases=True
-    )
+
+    def opinion_engine() -> Engine:
+        return Engine(classifier, calibrate=True, second_opinion=opinion, background_phrases=True)
+
+    # The second opinion's live engine is made last: it sets glibc's allocator for the
+    # whole process (ser_live.second_opinion._keep_large_buffers_off_the_heap).
     for name, each in (
-        ("live update (calibrated: the default)", live_engine),
-        ("live update (calibrated), --second-opinion on its own thread", opinion_engine),
-        ("live update, not calibrated", Engine(classifier)),
+        ("live update (calibrated: the default)", lambda: live_engine),
+        ("live update, not calibrated", lambda: Engine(classifier)),
         (
             "live update (calibrated), the networks alone (no utterance head)",
-            Engine(headless, calibrate=True) if headless is not None else None,
+            lambda: Engine(headless, calibrate=True) if headless is not None else None,
         ),
-        ("live update, --voice-shifts", shifted_engine),
+        ("live update, --voice-shifts", lambda: shifted_engine),
+        ("live update (calibrated), --second-opinion on its own thread", opinion_engine),
     ):
+        each = each()
         if each is None:
             continue
         times = live_update_ms(each, audio)

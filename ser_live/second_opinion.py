@@ -184,25 +184,44 @@ class SecondOpinion:
         self.probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
 
-def _glibc_malloc_trim():
-    """glibc's ``malloc_trim`` (None elsewhere: other allocators return memory alone)."""
+def _glibc(function: str):
+    """A function of glibc's allocator (None elsewhere: other allocators return memory
+    alone)."""
+    if not sys.platform.startswith("linux"):
+        return None
     import ctypes
     import ctypes.util
 
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
+        return getattr(ctypes.CDLL(name), function) if name else None
     except (OSError, AttributeError):
         return None
 
 
-_MALLOC_TRIM = _glibc_malloc_trim() if sys.platform.startswith("linux") else None
+_MALLOC_TRIM = _glibc("malloc_trim")
+_MALLOPT = _glibc("mallopt")
+_M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
+#: Allocations this large or larger get pages of their own, given back when freed.
+LARGE_BUFFER_BYTES = 1 << 20
 
 
 def _give_back_freed_memory() -> None:
     """Return the heap's free pages to the system (about 2 ms, on the phrase's thread)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
+
+
+def _keep_large_buffers_off_the_heap() -> None:
+    """A phrase's passing buffers (up to tens of MB, each phrase its own sizes) get pages
+    of their own: glibc would otherwise raise its threshold for that after the first
+    large one was freed, and keep the later ones in a heap that trimming cannot shrink
+    past what is still in use. Measured on the app's two sides with the second opinion,
+    five minutes: 218-271 MB without, 217-237 MB with (docs/benchmarks.md).
+    Process-wide, so set only where live phrases are heard on a thread of their own (the
+    app, ``listen``), not for ``analyze``."""
+    if _MALLOPT is not None:
+        _MALLOPT(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)
 
 
 def load_second_opinion(path: str | Path | None = None) -> SecondOpinion:
@@ -256,6 +275,8 @@ class PhraseOpinions:
         self.max_windows = max_windows
         self._audio = StreamTail() if opinion is not None else None
         self.background = opinion is not None and background
+        if self.background:
+            _keep_large_buffers_off_the_heap()
         self._pool = None  # made on first use, and again after ``shutdown``
         self._pending: deque = deque()  # verdicts (or futures of them), in phrase order
         self._reset_phrase()
