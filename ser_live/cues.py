@@ -8,6 +8,7 @@ snapshot is a copy. ``conversation_cues`` is a pure function of snapshots.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -385,14 +386,13 @@ def count_nuclei(level_db: np.ndarray, voiced: np.ndarray, settings: CueSettings
 def _measured(measure):
     """``measure(activity, span_s)`` worked out once per snapshot and span."""
 
+    @functools.wraps(measure)
     def once(activity: Activity, span_s: tuple[float, float]) -> float | None:
         key = (measure.__name__, span_s)
         if key not in activity.measured:
             activity.measured[key] = measure(activity, span_s)
         return activity.measured[key]
 
-    once.__name__ = measure.__name__
-    once.__doc__ = measure.__doc__
     return once
 
 
