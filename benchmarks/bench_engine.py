@@ -8,7 +8,9 @@
 3. time from process start to the first prediction, in a fresh process (nothing to
    compile: the runtime has no numba);
 4. resident memory over a simulated one-hour live session, session log included;
-5. one inference of the int8 model on one core.
+5. one inference of the int8 model on one core;
+6. the call's cues, both sides, as a call grows to three hours (what the app's UI thread
+   works out every second).
 
 The default path is our networks alone; 1 to 4 also measure the opt-in phrase-level
 second opinion (``--second-opinion``: ``models/dusha_ser.onnx``) and print the ratio. 4
@@ -17,6 +19,7 @@ also works out the call's cues every second, as ``listen`` and the app do.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from benchmarks.common import rss_mb, speech_stream, speech_stream_apart
 from ser_live.alerts import DEFAULT_RULES, FILE_RULES
 from ser_live.analysis import EngineOptions, Task, analyze_file, analyze_many, default_jobs
 from ser_live.conversation import CallMonitor
+from ser_live.cues import SideActivity
 from ser_live.engine import Engine
 from ser_live.model import Classifier, load_model
 from ser_live.second_opinion import load_second_opinion
@@ -253,6 +257,71 @@ def main() -> None:
     for _ in range(2000):
         classifier.predict(window)
     print(f"one inference (int8, 1 thread): {(time.perf_counter() - t0) / 2:.3f} ms")
+
+    # 6. The call's cues as a call grows.
+    long_call_cues(classifier)
+
+
+class RecordedActivity(SideActivity):
+    """What an engine tells its side's activity, kept to be told again: stretches of
+    samples with their VAD decisions, each followed by the pitches of the windows they
+    completed (placed, as the engine places them, from the end of what was fed)."""
+
+    def __init__(self, hangover_frames: int) -> None:
+        super().__init__(hangover_frames)
+        self.steps: list[tuple[list, list, list]] = []
+
+    def feed(self, samples: np.ndarray, decisions: np.ndarray) -> None:
+        if not self.steps or self.steps[-1][2]:
+            self.steps.append(([], [], []))
+        self.steps[-1][0].append(np.array(samples))
+        self.steps[-1][1].append(np.array(decisions))
+
+    def add_pitch(self, ago_s: float, semitones: np.ndarray) -> None:
+        self.steps[-1][2].append((ago_s, np.array(semitones)))
+
+    def told_again(self, into: SideActivity):
+        """Tell ``into`` a step at a time, round and round; yields after each step."""
+        steps = [(np.concatenate(x), np.concatenate(d), p) for x, d, p in self.steps]
+        for samples, decisions, pitches in itertools.cycle(steps):
+            into.feed(samples, decisions)
+            for ago_s, semitones in pitches:
+                into.add_pitch(ago_s, semitones)
+            yield
+
+
+def long_call_cues(classifier: Classifier, hours: int = 3) -> None:
+    """The call's cues, both sides, every second of the last minute of each hour of a
+    call: each side is 10 minutes of test speech as the engine hears it (its VAD
+    decisions and the pitch of its windows), told again and again."""
+    activities, telling = {}, {}
+    for side, seed in (("you", 1), ("them", 2)):
+        engine = Engine(classifier)
+        engine.activity = recorded = RecordedActivity(engine.activity.hangover_frames)
+        audio = speech_stream(600, seed=seed)
+        for i in range(0, len(audio), BLOCK):
+            engine.feed(audio[i : i + BLOCK])
+        activities[side] = SideActivity(recorded.hangover_frames)
+        telling[side] = recorded.told_again(activities[side])
+    monitor = CallMonitor(activities, DEFAULT_RULES)
+
+    def until(at_s: float) -> None:
+        for side, activity in activities.items():
+            while activity.end_s < at_s:
+                next(telling[side])
+
+    medians = []
+    for hour in range(1, hours + 1):
+        until(hour * 3600 - 61)
+        monitor.poll(final=True)  # what came before the minute, taken in untimed
+        polls = []
+        for at_s in range(hour * 3600 - 60, hour * 3600):
+            until(at_s)
+            t0 = time.perf_counter()
+            monitor.poll(final=True)
+            polls.append((time.perf_counter() - t0) * 1000)
+        medians.append(f"{np.median(polls):.2f} ms at {hour} h")
+    print(f"the call's cues, both sides, every second (median of a minute): {', '.join(medians)}")
 
 
 def alerts_on_a_recording(engine: Engine, audio: np.ndarray, one_core_rtf: float) -> None:

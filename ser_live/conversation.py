@@ -169,6 +169,7 @@ def replay_alerts(
 
 
 def _until(activity: Activity, at_s: float) -> Activity:
-    """What a side's activity held at ``at_s`` on the session clock (its speech)."""
+    """What a side's activity held at ``at_s`` on the session clock (its speech; what
+    was worked out on the whole of it does not carry over)."""
     frames = max(0, round((at_s - activity.offset_s) / FRAME_S))
-    return replace(activity, speech=activity.speech[:frames])
+    return replace(activity, speech=activity.speech[:frames], measured={}, settled=None)

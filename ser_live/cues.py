@@ -3,7 +3,9 @@ silences, pace and voice. Plain NumPy; definitions in ``docs/cues.md``.
 
 Threads: a ``SideActivity`` is fed by its side's engine on that side's worker thread
 (``feed``) and read from any other (``snapshot``); a lock guards its arrays, and a
-snapshot is a copy. ``conversation_cues`` is a pure function of snapshots.
+snapshot is a copy. ``conversation_cues`` is a pure function of snapshots; what it works
+out once for a side's later snapshots too (turns' syllables, the sorted settled past)
+holds only frames that no later feed changes.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class Activity:
     #: Measures of spans already worked out on this snapshot (see ``_measured``): the
     #: whole session's median level and pitch are wanted once per rolling span.
     measured: dict = field(default_factory=dict, compare=False, repr=False)
+    #: The side's settled past kept sorted, shared by its snapshots (see
+    #: ``SettledSpeech``), and how many 10 ms frames of it this snapshot may use.
+    settled: SettledSpeech | None = field(default=None, compare=False, repr=False)
+    settled_until: int = 0
 
     @property
     def end_s(self) -> float:
@@ -96,6 +102,79 @@ class Growing:
         return self._data[: self.size].copy()
 
 
+class SettledSpeech:
+    """The levels of a side's speech, and the pitches of its voiced speech, over the 10 ms
+    frames that can no longer change, kept sorted: a whole session's medians, worked out
+    every second, then cost the frames heard since the last time, not the session.
+
+    Threads: ``SideActivity`` sets ``claimed`` under its lock when it takes a snapshot, and
+    drops the whole object for a new one if a later write lands below it; ``catch_up``
+    reads only the snapshot it is given (its own lock orders readers)."""
+
+    def __init__(self) -> None:
+        self.claimed = 0  # frames some snapshot may take in
+        self.until = 0  # frames taken in
+        self.levels = np.zeros(0, np.float32)
+        self.pitches = np.zeros(0, np.float32)
+        self._lock = threading.Lock()
+
+    def __reduce__(self):
+        # A snapshot sent to another process (a batch's or a cluster's result) takes a
+        # fresh one along, which works its past out again from the snapshot if asked.
+        return SettledSpeech, ()
+
+    def catch_up(self, activity: Activity) -> tuple[np.ndarray, np.ndarray] | None:
+        """Take in the snapshot's settled frames not yet taken in: the sorted levels and
+        pitches of its settled frames; None if this object already holds more than the
+        snapshot may use (an older snapshot)."""
+        with self._lock:
+            if self.until > activity.settled_until:
+                return None
+            first, last = self.until, activity.settled_until
+            if last > first:
+                levels, speech, voiced = _speech_levels_at(activity, first, last)
+                pitch = activity.pitch_st[first:last]
+                voiced_speech = speech & voiced & ~np.isnan(pitch)
+                self.levels = _merged(self.levels, levels[speech])
+                self.pitches = _merged(self.pitches, pitch[voiced_speech])
+                self.until = last
+            return self.levels, self.pitches
+
+
+def _merged(sorted_values: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """``sorted_values`` with ``more`` inserted where they belong (a copy, in linear time)."""
+    more = np.sort(more)
+    return np.insert(sorted_values, np.searchsorted(sorted_values, more), more)
+
+
+def _kth_of_both(a: np.ndarray, b: np.ndarray, k: int):
+    """The ``k``-th smallest (from 0) of two sorted arrays taken together."""
+    # Where each of b's values lands in the merged order (after equal values of a):
+    # strictly increasing, so the number of b's values before position k is one search.
+    landed = np.searchsorted(a, b, side="right") + np.arange(len(b))
+    before = int(np.searchsorted(landed, k))
+    if before < len(b) and landed[before] == k:
+        return b[before]
+    return a[k - before]
+
+
+def _median_of_both(a: np.ndarray, b: np.ndarray) -> float | None:
+    """``np.median`` of a sorted array and another taken together (the same arithmetic)."""
+    n = len(a) + len(b)
+    if n == 0:
+        return None
+    if len(a) == 0:
+        return float(np.median(b))
+    b = np.sort(b)
+    middle = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
+    return float(np.median(np.array([_kth_of_both(a, b, k) for k in middle], a.dtype)))
+
+
+#: Frames this close to the end of what was heard are not settled yet: the engine writes
+#: a window's pitch when the window completes, up to its 2 s behind the end.
+UNSETTLED_S = 5.0
+
+
 class SideActivity:
     """A side's voice activity as its engine hears it (see the module's thread rules)."""
 
@@ -114,6 +193,7 @@ class SideActivity:
             self._pitch = Growing(np.float32)
             self._carry = np.zeros(0, dtype=np.float32)
             self._nuclei: dict = {}
+            self._settled = SettledSpeech()
 
     def feed(self, samples: np.ndarray, decisions: np.ndarray) -> None:
         """The VAD's decisions for a block of 16 kHz samples, and the samples."""
@@ -135,6 +215,8 @@ class SideActivity:
         with self._lock:
             start = self._pitch.size - round(ago_s / ENVELOPE_S)
             self._pitch.write(start, np.asarray(semitones, np.float32))
+            if max(0, start) < self._settled.claimed:  # not settled after all: start again
+                self._settled = SettledSpeech()
 
     @property
     def end_s(self) -> float:
@@ -154,11 +236,30 @@ class SideActivity:
                 self._pitch.extend(np.full(gap * per_frame, np.nan, np.float32))
 
     def snapshot(self) -> Activity:
+        per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
         with self._lock:
             speech, levels, voiced = self._speech.copy(), self._levels.copy(), self._voiced.copy()
             pitch, offset, nuclei = self._pitch.copy(), self.offset_s, self._nuclei
+            # A run of speech still going may lose its last hangover frames (see
+            # without_hangover); nothing before them changes, but for a late pitch.
+            settled_until = max(
+                0,
+                min(len(levels), (len(speech) - self.hangover_frames) * per_frame)
+                - round(UNSETTLED_S / ENVELOPE_S),
+            )
+            settled = self._settled
+            settled.claimed = max(settled.claimed, settled_until)
         speech = without_hangover(speech, self.hangover_frames)
-        return Activity(offset, speech, levels, voiced, pitch, nuclei)
+        return Activity(
+            offset,
+            speech,
+            levels,
+            voiced,
+            pitch,
+            nuclei,
+            settled=settled,
+            settled_until=settled_until,
+        )
 
 
 def without_hangover(speech: np.ndarray, hangover_frames: int) -> np.ndarray:
@@ -287,16 +388,14 @@ def conversation_cues(
 def interruptions(mine: np.ndarray, others: np.ndarray, within_s: float) -> int:
     """Turns this side started while another side was already speaking, where that other
     speech stopped within ``within_s`` of the start while this side spoke on."""
-    count = 0
     within = round(within_s / FRAME_S)
+    starts, ends = runs(mine)
+    # Someone to interrupt: the other was speaking already (not starting together).
+    over = (starts > 0) & others[starts] & others[np.maximum(starts - 1, 0)]
+    starts, ends = starts[over], ends[over]
     other_ends = runs(others)[1]
-    for start, end in zip(*runs(mine), strict=True):
-        if start == 0 or not (others[start] and others[start - 1]):
-            continue  # nobody to interrupt, or both started together
-        stop = other_ends[np.searchsorted(other_ends, start, side="right")]
-        if stop < len(others) and stop - start <= within and end >= stop:
-            count += 1
-    return count
+    stops = other_ends[np.searchsorted(other_ends, starts, side="right")]
+    return int(np.sum((stops < len(others)) & (stops - starts <= within) & (ends >= stops)))
 
 
 def long_silences(anyone: np.ndarray, silence_s: float) -> list[float]:
@@ -319,14 +418,32 @@ def current_silence_s(activities: dict[str, Activity]) -> float:
     return 0.0 if len(spoken) == 0 else (len(anyone) - 1 - spoken[-1]) * FRAME_S
 
 
+def _heard_frames(activity: Activity) -> int:
+    """How many 10 ms frames of the side were heard (with a VAD decision)."""
+    per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
+    return min(len(activity.speech) * per_frame, len(activity.level_db))
+
+
+def _span_frames(activity: Activity, span_s: tuple[float, float]) -> tuple[int, int]:
+    """The 10 ms frames of the side that ``span_s`` covers: (first, end)."""
+    heard = _heard_frames(activity)
+    first = min(heard, max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S)))
+    last = min(heard, max(first, round((span_s[1] - activity.offset_s) / ENVELOPE_S)))
+    return first, last
+
+
 def _speech_levels(
     activity: Activity, span_s: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The side's 10 ms levels within ``span_s``, whether each is in speech, and voiced."""
+    return _speech_levels_at(activity, *_span_frames(activity, span_s))
+
+
+def _speech_levels_at(
+    activity: Activity, first: int, last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_speech_levels`` of the 10 ms frames from ``first`` to ``last``."""
     per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
-    heard = min(len(activity.speech) * per_frame, len(activity.level_db))
-    first = min(heard, max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S)))
-    last = min(heard, max(first, round((span_s[1] - activity.offset_s) / ENVELOPE_S)))
     # Only the span's VAD frames are spread onto the 10 ms grid: a rolling span's cues
     # cost the span, not the session.
     frame_first, frame_last = first // per_frame, -(-last // per_frame)
@@ -383,6 +500,23 @@ def count_nuclei(level_db: np.ndarray, voiced: np.ndarray, settings: CueSettings
     return count
 
 
+#: No values (the settled past where there is none to use).
+NO_VALUES = np.zeros(0, np.float32)
+
+
+def _settled_past(
+    activity: Activity, span_s: tuple[float, float]
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, int, int]:
+    """The sorted levels and pitches of the settled frames ``span_s`` starts with, where
+    it starts with the side's first frame, and the frames still to read from the
+    snapshot itself (first, end)."""
+    first, last = _span_frames(activity, span_s)
+    past = None
+    if activity.settled is not None and first == 0 and last >= activity.settled_until:
+        past = activity.settled.catch_up(activity)
+    return (None, first, last) if past is None else (past, activity.settled_until, last)
+
+
 def _measured(measure):
     """``measure(activity, span_s)`` worked out once per snapshot and span."""
 
@@ -399,8 +533,9 @@ def _measured(measure):
 @_measured
 def median_level(activity: Activity, span_s: tuple[float, float]) -> float | None:
     """The median level of the side's speech within ``span_s``, dBFS."""
-    levels, speech, _ = _speech_levels(activity, span_s)
-    return float(np.median(levels[speech])) if speech.any() else None
+    past, first, last = _settled_past(activity, span_s)
+    levels, speech, _ = _speech_levels_at(activity, first, last)
+    return _median_of_both(past[0] if past else NO_VALUES, levels[speech])
 
 
 def loudness(activity: Activity, span_s: tuple[float, float]) -> float | None:
@@ -425,14 +560,15 @@ def median_pitch(activity: Activity, span_s: tuple[float, float]) -> float | Non
     55 Hz; None with under ``MIN_PITCH_S`` of it."""
     if activity.pitch_st is None:
         return None
-    levels, speech, voiced = _speech_levels(activity, span_s)
-    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
-    pitch = activity.pitch_st[first : first + len(levels)]
+    past, first, last = _settled_past(activity, span_s)
+    _, speech, voiced = _speech_levels_at(activity, first, last)
+    pitch = activity.pitch_st[first:last]
     n = min(len(pitch), len(speech))
-    keep = speech[:n] & voiced[:n] & ~np.isnan(pitch[:n])
-    if keep.sum() * ENVELOPE_S < MIN_PITCH_S:
+    tail = pitch[:n][speech[:n] & voiced[:n] & ~np.isnan(pitch[:n])]
+    settled = past[1] if past else NO_VALUES
+    if (len(settled) + len(tail)) * ENVELOPE_S < MIN_PITCH_S:
         return None
-    return float(np.median(pitch[:n][keep]))
+    return _median_of_both(settled, tail)
 
 
 def pitch_shift(activity: Activity, span_s: tuple[float, float]) -> float | None:

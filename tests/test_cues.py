@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import RAVDESS, ROOT
 
-from ser_live import EMOTIONS, SAMPLE_RATE
+from ser_live import EMOTIONS, SAMPLE_RATE, cues
 from ser_live.alerts import DEFAULT_RULES, AlertMonitor, load_rules
 from ser_live.audio_io import load_audio
 from ser_live.cues import (
@@ -19,6 +19,7 @@ from ser_live.cues import (
     SideActivity,
     conversation_cues,
     current_silence_s,
+    interruptions,
     median_level,
     median_pitch,
     runs,
@@ -132,6 +133,56 @@ def test_a_spans_level_and_pitch_are_the_whole_sessions_frames_cut_to_it():
             assert tone is None
         else:
             assert tone == pytest.approx(float(np.median(pitch[first:last][keep])))
+
+
+@pytest.mark.parametrize(("unsettled_s", "late_s"), [(cues.UNSETTLED_S, 2.5), (0.0, 0.3)])
+def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
+    unsettled_s, late_s, monkeypatch
+):
+    """Fed block by block, with each window's pitch written up to ``late_s`` behind the
+    end, and now and then far further back (a past taken as settled, and then not),
+    every snapshot's whole-session level and pitch are those of all its frames, to the
+    bit; so are an older snapshot's, worked out again after a newer one's. With no margin
+    for late pitches (pitch written only for the block just fed), what keeps it exact is
+    the VAD's hangover held back."""
+    monkeypatch.setattr(cues, "UNSETTLED_S", unsettled_s)
+    rng = np.random.default_rng(11)
+    side = SideActivity(hangover_frames=8)
+    snapshots, far_back = [], 0
+    for block in range(240):  # 72 s in blocks of 0.3 s (10 VAD frames)
+        loud = rng.uniform(0.001, 0.3)
+        side.feed(rng.normal(0, loud, 4800).astype(np.float32), np.repeat(rng.random(2) < 0.6, 5))
+        if block % 50 == 49:  # far back, and far off the voice's pitch: the medians move
+            side.add_pitch(30.0, np.full(300, 60.0 + block, np.float32))
+            far_back += 1
+        side.add_pitch(rng.uniform(0.3, late_s), rng.normal(24, 4, 30).astype(np.float32))
+        snapshots.append(side.snapshot())
+        older = replace(snapshots[len(snapshots) // 2], measured={})
+        for snap in (snapshots[-1], older):
+            whole = (snap.offset_s, snap.end_s)
+            plain = replace(snap, settled=None, measured={})
+            assert median_level(snap, whole) == median_level(plain, whole)
+            assert median_pitch(snap, whole) == median_pitch(plain, whole)
+    # The settled past was used, and begun again only where a write went behind it.
+    assert snapshots[-1].settled.until > 0
+    assert len({id(snap.settled) for snap in snapshots}) == 1 + far_back
+
+
+def test_interruptions_match_their_definition_turn_by_turn():
+    """On random masks, against the definition turn by turn."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 200))
+        mine, others = (rng.random(n) < rng.uniform(0.1, 0.9, 2)[:, None]).repeat(3, axis=1)
+        within = int(rng.integers(1, 20))
+        expected = 0
+        other_ends = runs(others)[1]
+        for start, end in zip(*runs(mine), strict=True):
+            if start == 0 or not (others[start] and others[start - 1]):
+                continue
+            stop = other_ends[np.searchsorted(other_ends, start, side="right")]
+            expected += stop < len(others) and stop - start <= within and end >= stop
+        assert interruptions(mine, others, within * 0.03) == expected
 
 
 def test_cues_of_a_built_call_are_within_a_few_frames_of_its_timings():
