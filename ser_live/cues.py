@@ -116,6 +116,9 @@ class SettledSpeech:
         self.until = 0  # frames taken in
         self.levels = np.zeros(0, np.float32)
         self.pitches = np.zeros(0, np.float32)
+        # The turns that ended in the settled past: where the last ended, their
+        # syllable nuclei and their frames of speech.
+        self.turns_until, self.turn_nuclei, self.turn_frames = 0, 0, 0
         self._lock = threading.Lock()
 
     def __reduce__(self):
@@ -139,6 +142,24 @@ class SettledSpeech:
                 self.pitches = _merged(self.pitches, pitch[voiced_speech])
                 self.until = last
             return self.levels, self.pitches
+
+    def turns(self, activity: Activity, settings: CueSettings) -> tuple[int, int, int] | None:
+        """Take in the turns that ended in the snapshot's settled frames: where the last
+        of them ended (the first frame to read from the snapshot), their nuclei and their
+        frames of speech; None for an older snapshot."""
+        with self._lock:
+            if self.turns_until > activity.settled_until:
+                return None
+            first = self.turns_until
+            speech = _speech_levels_at(activity, first, activity.settled_until)[1]
+            starts, ends = runs(speech)
+            ended = ends < len(speech)  # a turn that reaches the end may go on
+            for start, end in zip(starts[ended], ends[ended], strict=True):
+                self.turn_nuclei += turn_nuclei(activity, (first + start, first + end), settings)
+            if ended.any():
+                self.turns_until = first + int(ends[ended][-1])
+                self.turn_frames += int(speech[: self.turns_until - first].sum())
+            return self.turns_until, self.turn_nuclei, self.turn_frames
 
 
 def _merged(sorted_values: np.ndarray, more: np.ndarray) -> np.ndarray:
@@ -457,25 +478,35 @@ def pace(activity: Activity, span_s: tuple[float, float], settings: CueSettings)
     stand out by ``nucleus_dip_db`` from the dips around them and lie within
     ``nucleus_floor_db`` of the turn's loudest level; None with under a second of speech.
     A whole turn's count is kept (``Activity.nuclei``): a live call's cues, worked out
-    every second over the whole session, count each turn once."""
-    first = max(0, round((span_s[0] - activity.offset_s) / ENVELOPE_S))
-    speech = _speech_levels(activity, span_s)[1]
-    if speech.sum() * ENVELOPE_S < 1.0:
+    every second over the whole session, count each turn once; and the whole session's
+    settled turns are summed once (``SettledSpeech.turns``)."""
+    first, last = _span_frames(activity, span_s)
+    nuclei, speech_frames = 0, 0
+    if activity.settled is not None and first == 0:
+        counted = activity.settled.turns(activity, settings)
+        if counted is not None:
+            first, nuclei, speech_frames = counted
+    speech = _speech_levels_at(activity, first, last)[1]
+    speech_frames += int(speech.sum())
+    if speech_frames * ENVELOPE_S < 1.0:
         return None
-    nuclei = 0
     for start, end in zip(*runs(speech), strict=True):
-        key = (first + start, first + end)
-        if key not in activity.nuclei:
-            # A turn cut by the span's edge may be counted again with other edges.
-            lo, hi = max(0, key[0] - 2), key[1] + 2  # the 50 ms smoothing's context
-            smooth = np.convolve(activity.level_db[lo:hi], np.ones(5) / 5, mode="same")
-            # A peak is voiced if a frame within 20 ms of it is: a bright or strained
-            # voice crosses zero often in some frames of a vowel.
-            near = np.convolve(activity.voiced[lo:hi], np.ones(5), mode="same") > 0
-            turn = slice(key[0] - lo, key[1] - lo)
-            activity.nuclei[key] = count_nuclei(smooth[turn], near[turn], settings)
-        nuclei += activity.nuclei[key]
-    return float(nuclei / (speech.sum() * ENVELOPE_S))
+        nuclei += turn_nuclei(activity, (first + start, first + end), settings)
+    return float(nuclei / (speech_frames * ENVELOPE_S))
+
+
+def turn_nuclei(activity: Activity, turn: tuple[int, int], settings: CueSettings) -> int:
+    """The syllable nuclei of a turn (its first and end 10 ms frame), counted once."""
+    if turn not in activity.nuclei:
+        # A turn cut by the span's edge may be counted again with other edges.
+        lo, hi = max(0, turn[0] - 2), turn[1] + 2  # the 50 ms smoothing's context
+        smooth = np.convolve(activity.level_db[lo:hi], np.ones(5) / 5, mode="same")
+        # A peak is voiced if a frame within 20 ms of it is: a bright or strained
+        # voice crosses zero often in some frames of a vowel.
+        near = np.convolve(activity.voiced[lo:hi], np.ones(5), mode="same") > 0
+        inside = slice(turn[0] - lo, turn[1] - lo)
+        activity.nuclei[turn] = count_nuclei(smooth[inside], near[inside], settings)
+    return activity.nuclei[turn]
 
 
 def count_nuclei(level_db: np.ndarray, voiced: np.ndarray, settings: CueSettings) -> int:

@@ -22,6 +22,7 @@ from ser_live.cues import (
     interruptions,
     median_level,
     median_pitch,
+    pace,
     runs,
     without_hangover,
 )
@@ -141,17 +142,21 @@ def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
 ):
     """Fed block by block, with each window's pitch written up to ``late_s`` behind the
     end, and now and then far further back (a past taken as settled, and then not),
-    every snapshot's whole-session level and pitch are those of all its frames, to the
-    bit; so are an older snapshot's, worked out again after a newer one's. With no margin
+    every snapshot's whole-session level, pitch and pace are those of all its frames, to
+    the bit; so are an older snapshot's, worked out again after a newer one's. With no margin
     for late pitches (pitch written only for the block just fed), what keeps it exact is
     the VAD's hangover held back."""
     monkeypatch.setattr(cues, "UNSETTLED_S", unsettled_s)
     rng = np.random.default_rng(11)
     side = SideActivity(hangover_frames=8)
-    snapshots, far_back = [], 0
+    snapshots, far_back, talking = [], 0, True
     for block in range(240):  # 72 s in blocks of 0.3 s (10 VAD frames)
-        loud = rng.uniform(0.001, 0.3)
-        side.feed(rng.normal(0, loud, 4800).astype(np.float32), np.repeat(rng.random(2) < 0.6, 5))
+        # Turns of a few blocks: a hum whose level swells and falls like syllables.
+        talking ^= bool(rng.random() < 0.3)
+        t = (block * 4800 + np.arange(4800)) / SAMPLE_RATE
+        swell = (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(3, 6) * t)) ** 2
+        samples = rng.uniform(0.01, 0.3) * swell * np.sin(2 * np.pi * 140 * t)
+        side.feed(samples.astype(np.float32), np.full(10, talking) & (rng.random(10) < 0.95))
         if block % 50 == 49:  # far back, and far off the voice's pitch: the medians move
             side.add_pitch(30.0, np.full(300, 60.0 + block, np.float32))
             far_back += 1
@@ -160,9 +165,10 @@ def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
         older = replace(snapshots[len(snapshots) // 2], measured={})
         for snap in (snapshots[-1], older):
             whole = (snap.offset_s, snap.end_s)
-            plain = replace(snap, settled=None, measured={})
+            plain = replace(snap, settled=None, measured={}, nuclei={})
             assert median_level(snap, whole) == median_level(plain, whole)
             assert median_pitch(snap, whole) == median_pitch(plain, whole)
+            assert pace(snap, whole, CueSettings()) == pace(plain, whole, CueSettings())
     # The settled past was used, and begun again only where a write went behind it.
     assert snapshots[-1].settled.until > 0
     assert len({id(snap.settled) for snap in snapshots}) == 1 + far_back
