@@ -126,22 +126,25 @@ class SettledSpeech:
         # fresh one along, which works its past out again from the snapshot if asked.
         return SettledSpeech, ()
 
-    def catch_up(self, activity: Activity) -> tuple[np.ndarray, np.ndarray] | None:
-        """Take in the snapshot's settled frames not yet taken in: the sorted levels and
-        pitches of its settled frames; None if this object already holds more than the
-        snapshot may use (an older snapshot)."""
+    def catch_up(self, activity: Activity) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Take in the snapshot's settled frames not yet taken in, once there are
+        ``TAKE_IN_S`` of them: the sorted levels and pitches taken in, and how many
+        frames they cover; None if this object already holds more than the snapshot may
+        use (an older snapshot)."""
         with self._lock:
             if self.until > activity.settled_until:
                 return None
             first, last = self.until, activity.settled_until
-            if last > first:
+            # Each take-in copies the sorted values: a minute at a time, not every poll,
+            # or the heap is left with a megabyte an hour of ever larger holes.
+            if (last - first) * ENVELOPE_S >= TAKE_IN_S:
                 levels, speech, voiced = _speech_levels_at(activity, first, last)
                 pitch = activity.pitch_st[first:last]
                 voiced_speech = speech & voiced & ~np.isnan(pitch)
                 self.levels = _merged(self.levels, levels[speech])
                 self.pitches = _merged(self.pitches, pitch[voiced_speech])
                 self.until = last
-            return self.levels, self.pitches
+            return self.levels, self.pitches, self.until
 
     def turns(self, activity: Activity, settings: CueSettings) -> tuple[int, int, int] | None:
         """Take in the turns that ended in the snapshot's settled frames: where the last
@@ -194,6 +197,8 @@ def _median_of_both(a: np.ndarray, b: np.ndarray) -> float | None:
 #: Frames this close to the end of what was heard are not settled yet: the engine writes
 #: a window's pitch when the window completes, up to its 2 s behind the end.
 UNSETTLED_S = 5.0
+#: The settled past takes in new frames once it has this many seconds of them.
+TAKE_IN_S = 60.0
 
 
 class SideActivity:
@@ -542,10 +547,10 @@ def _settled_past(
     it starts with the side's first frame, and the frames still to read from the
     snapshot itself (first, end)."""
     first, last = _span_frames(activity, span_s)
-    past = None
-    if activity.settled is not None and first == 0 and last >= activity.settled_until:
-        past = activity.settled.catch_up(activity)
-    return (None, first, last) if past is None else (past, activity.settled_until, last)
+    if activity.settled is None or first > 0 or last < activity.settled_until:
+        return None, first, last
+    past = activity.settled.catch_up(activity)
+    return (None, first, last) if past is None else (past[:2], past[2], last)
 
 
 def _measured(measure):

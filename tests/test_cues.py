@@ -136,17 +136,22 @@ def test_a_spans_level_and_pitch_are_the_whole_sessions_frames_cut_to_it():
             assert tone == pytest.approx(float(np.median(pitch[first:last][keep])))
 
 
-@pytest.mark.parametrize(("unsettled_s", "late_s"), [(cues.UNSETTLED_S, 2.5), (0.0, 0.3)])
+@pytest.mark.parametrize(
+    ("unsettled_s", "take_in_s", "late_s"),
+    [(cues.UNSETTLED_S, cues.TAKE_IN_S, 2.5), (cues.UNSETTLED_S, 0.3, 2.5), (0.0, 0.3, 0.3)],
+)
 def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
-    unsettled_s, late_s, monkeypatch
+    unsettled_s, take_in_s, late_s, monkeypatch
 ):
     """Fed block by block, with each window's pitch written up to ``late_s`` behind the
     end, and now and then far further back (a past taken as settled, and then not),
     every snapshot's whole-session level, pitch and pace are those of all its frames, to
-    the bit; so are an older snapshot's, worked out again after a newer one's. With no margin
-    for late pitches (pitch written only for the block just fed), what keeps it exact is
+    the bit; so are an older snapshot's, worked out again after a newer one's. Taking
+    in the settled past every block as well as every minute; and with no margin for late
+    pitches (pitch written only for the block just fed), where what keeps it exact is
     the VAD's hangover held back."""
     monkeypatch.setattr(cues, "UNSETTLED_S", unsettled_s)
+    monkeypatch.setattr(cues, "TAKE_IN_S", take_in_s)
     rng = np.random.default_rng(11)
     side = SideActivity(hangover_frames=8)
     snapshots, far_back, talking = [], 0, True
@@ -170,7 +175,7 @@ def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
             assert median_pitch(snap, whole) == median_pitch(plain, whole)
             assert pace(snap, whole, CueSettings()) == pace(plain, whole, CueSettings())
     # The settled past was used, and begun again only where a write went behind it.
-    assert snapshots[-1].settled.until > 0
+    assert snapshots[-1].settled.until > 0 and snapshots[-1].settled.turns_until > 0
     assert len({id(snap.settled) for snap in snapshots}) == 1 + far_back
 
 
