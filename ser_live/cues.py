@@ -101,6 +101,13 @@ class Growing:
     def copy(self) -> np.ndarray:
         return self._data[: self.size].copy()
 
+    def view(self) -> np.ndarray:
+        """What is there now, without a copy: for an array only ever extended (``write``
+        changes what a view shows), read-only."""
+        view = self._data[: self.size]
+        view.flags.writeable = False
+        return view
+
 
 class SettledSpeech:
     """The levels of a side's speech, and the pitches of its voiced speech, over the 10 ms
@@ -171,15 +178,19 @@ def _merged(sorted_values: np.ndarray, more: np.ndarray) -> np.ndarray:
     return np.insert(sorted_values, np.searchsorted(sorted_values, more), more)
 
 
-def _kth_of_both(a: np.ndarray, b: np.ndarray, k: int):
-    """The ``k``-th smallest (from 0) of two sorted arrays taken together."""
-    # Where each of b's values lands in the merged order (after equal values of a):
-    # strictly increasing, so the number of b's values before position k is one search.
-    landed = np.searchsorted(a, b, side="right") + np.arange(len(b))
-    before = int(np.searchsorted(landed, k))
+def _kth_of_both(a: np.ndarray, b: np.ndarray, landed: np.ndarray, k: int):
+    """The ``k``-th smallest (from 0) of two sorted arrays taken together, ``landed``
+    being where each of b's values lands in the merged order (``_landed``)."""
+    before = int(np.searchsorted(landed, k))  # b's values before position k
     if before < len(b) and landed[before] == k:
         return b[before]
     return a[k - before]
+
+
+def _landed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Where each of b's values lands when two sorted arrays are merged (after a's equal
+    values): strictly increasing."""
+    return np.searchsorted(a, b, side="right") + np.arange(len(b))
 
 
 def _median_of_both(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -190,8 +201,9 @@ def _median_of_both(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) == 0:
         return float(np.median(b))
     b = np.sort(b)
+    landed = _landed(a, b)
     middle = [n // 2] if n % 2 else [n // 2 - 1, n // 2]
-    return float(np.median(np.array([_kth_of_both(a, b, k) for k in middle], a.dtype)))
+    return float(np.median(np.array([_kth_of_both(a, b, landed, k) for k in middle], a.dtype)))
 
 
 #: Frames this close to the end of what was heard are not settled yet: the engine writes
@@ -264,7 +276,9 @@ class SideActivity:
     def snapshot(self) -> Activity:
         per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
         with self._lock:
-            speech, levels, voiced = self._speech.copy(), self._levels.copy(), self._voiced.copy()
+            # Speech, level and voicing are only ever extended: a view is a snapshot of
+            # them. A window's pitch is written behind the end: it is copied.
+            speech, levels, voiced = self._speech.view(), self._levels.view(), self._voiced.view()
             pitch, offset, nuclei = self._pitch.copy(), self.offset_s, self._nuclei
             # A run of speech still going may lose its last hangover frames (see
             # without_hangover); nothing before them changes, but for a late pitch.
@@ -350,20 +364,26 @@ class SideCues:
 CUE_COLUMNS = list(SideCues.__dataclass_fields__)
 
 
-def on_session_grid(activities: dict[str, Activity]) -> tuple[float, dict[str, np.ndarray]]:
-    """Every side's speech on one 30 ms grid from the earliest start to the latest end:
-    (the grid's start on the session clock, side -> bool array)."""
+def on_session_grid(
+    activities: dict[str, Activity], last_s: float | None = None
+) -> tuple[float, int, dict[str, np.ndarray]]:
+    """Every side's speech on one 30 ms grid from the earliest start to the latest end,
+    or only its last ``last_s`` seconds (a rolling span costs the span, not the session):
+    (the grid's start on the session clock, the grid's frame the arrays start at, side ->
+    bool array)."""
     start = min(a.offset_s for a in activities.values())
     end = max(a.end_s for a in activities.values())
     n = round((end - start) / FRAME_S)
+    first = 0 if last_s is None else max(0, n - round(last_s / FRAME_S))
     grid = {}
     for side, a in activities.items():
-        first = round((a.offset_s - start) / FRAME_S)
-        mask = np.zeros(n, bool)
-        piece = a.speech[: max(0, n - first)]
-        mask[first : first + len(piece)] = piece
+        at = round((a.offset_s - start) / FRAME_S)  # the side's first frame on the grid
+        lo = max(first, at)
+        piece = a.speech[lo - at : max(lo - at, n - at)]
+        mask = np.zeros(n - first, bool)
+        mask[lo - first : lo - first + len(piece)] = piece
         grid[side] = mask
-    return start, grid
+    return start, first, grid
 
 
 def conversation_cues(
@@ -378,10 +398,8 @@ def conversation_cues(
     settings = settings or CueSettings()
     if not activities:
         return {}
-    grid_start, grid = on_session_grid(activities)
-    n = len(next(iter(grid.values())))
-    first = 0 if last_s is None else max(0, n - round(last_s / FRAME_S))
-    grid = {side: mask[first:] for side, mask in grid.items()}
+    grid_start, first, grid = on_session_grid(activities, last_s)
+    n = first + len(next(iter(grid.values())))
     total = sum(int(mask.sum()) for mask in grid.values())
     anyone = np.logical_or.reduce(list(grid.values()))
     silences = long_silences(anyone, settings.silence_s)
@@ -438,10 +456,29 @@ def current_silence_s(activities: dict[str, Activity]) -> float:
     speaks or before anyone spoke)."""
     if not activities:
         return 0.0
-    _, grid = on_session_grid(activities)
-    anyone = np.logical_or.reduce(list(grid.values()))
-    spoken = np.flatnonzero(anyone)
-    return 0.0 if len(spoken) == 0 else (len(anyone) - 1 - spoken[-1]) * FRAME_S
+    start = min(a.offset_s for a in activities.values())
+    n = round((max(a.end_s for a in activities.values()) - start) / FRAME_S)
+    last = -1  # the session grid's last frame of speech
+    for a in activities.values():
+        at = round((a.offset_s - start) / FRAME_S)
+        spoken = _last_true(a.speech[: max(0, n - at)])
+        if spoken is not None:
+            last = max(last, at + spoken)
+    return 0.0 if last < 0 else (n - 1 - last) * FRAME_S
+
+
+def _last_true(mask: np.ndarray) -> int | None:
+    """The index of the last True, looked for from the end (a silence is short beside a
+    session)."""
+    size = 1024
+    while True:
+        lo = max(0, len(mask) - size)
+        hits = np.flatnonzero(mask[lo:])
+        if len(hits):
+            return lo + int(hits[-1])
+        if lo == 0:
+            return None
+        size *= 8
 
 
 def _heard_frames(activity: Activity) -> int:

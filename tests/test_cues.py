@@ -22,6 +22,7 @@ from ser_live.cues import (
     interruptions,
     median_level,
     median_pitch,
+    on_session_grid,
     pace,
     runs,
     without_hangover,
@@ -223,6 +224,45 @@ def test_an_interruption_needs_the_other_to_stop_within_the_setting():
     # B2 outlasted A3: never an interruption, however long the setting.
     loose = conversation_cues(activities, CueSettings(interruption_s=5.0))
     assert loose["agent"].interruptions == 1
+
+
+def test_a_rolling_span_and_the_current_silence_are_those_of_the_whole_grid():
+    """Sides starting and ending anywhere on the session clock: a rolling span's cues
+    are the whole session's grid cut to the span, and the current silence counts from
+    the last speech on that grid."""
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        activities = {
+            side: Activity(
+                round(rng.uniform(0, 20)) * 0.03 if rng.random() < 0.7 else rng.uniform(0, 1),
+                np.concatenate(  # now and then a long quiet end
+                    [
+                        rng.random(int(rng.integers(0, 400))) < rng.uniform(0, 0.5),
+                        np.zeros(int(rng.integers(0, 20000)) * (rng.random() < 0.3), bool),
+                    ]
+                ),
+                np.zeros(0, np.float32),
+                np.zeros(0, bool),
+            )
+            for side in ("you", "them", "third")[: int(rng.integers(1, 4))]
+        }
+        start = min(a.offset_s for a in activities.values())
+        n = round((max(a.end_s for a in activities.values()) - start) / 0.03)
+        whole = {}
+        for side, a in activities.items():
+            at = round((a.offset_s - start) / 0.03)
+            whole[side] = np.zeros(n, bool)
+            piece = a.speech[: max(0, n - at)]
+            whole[side][at : at + len(piece)] = piece
+        last_s = float(rng.choice([0.5, 3.0, 10.0, 60.0]))
+        first = max(0, n - round(last_s / 0.03))
+        grid_start, grid_first, grid = on_session_grid(activities, last_s)
+        assert (grid_start, grid_first) == (start, first)
+        for side in activities:
+            assert grid[side].tolist() == whole[side][first:].tolist()
+        anyone = np.flatnonzero(np.logical_or.reduce(list(whole.values())))
+        expected = 0.0 if len(anyone) == 0 else (n - 1 - anyone[-1]) * 0.03
+        assert current_silence_s(activities) == expected
 
 
 def test_current_silence_counts_from_the_last_speech():
