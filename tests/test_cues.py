@@ -180,6 +180,25 @@ def test_a_live_sides_whole_session_medians_are_those_of_all_its_frames(
     assert len({id(snap.settled) for snap in snapshots}) == 1 + far_back
 
 
+def test_a_snapshot_stays_as_it_was_while_its_side_goes_on():
+    """A snapshot shares the arrays a side only extends: what the side hears next (past
+    its storage's growth, and pitch written behind the end) leaves the snapshot as it was
+    and cannot be changed through it."""
+    rng = np.random.default_rng(2)
+    side = SideActivity(hangover_frames=8)
+    side.feed(rng.normal(0, 0.1, 4800).astype(np.float32), rng.random(10) < 0.5)
+    side.add_pitch(0.3, np.full(30, 20.0, np.float32))
+    snap = side.snapshot()
+    was = [snap.speech.copy(), snap.level_db.copy(), snap.voiced.copy(), snap.pitch_st.copy()]
+    for _ in range(50):  # 15 s: the 10 ms arrays outgrow their first storage
+        side.feed(rng.normal(0, 0.3, 4800).astype(np.float32), rng.random(10) < 0.5)
+        side.add_pitch(15.0, np.full(1500, 30.0, np.float32))
+    now = [snap.speech, snap.level_db, snap.voiced, snap.pitch_st]
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(was, now, strict=True))
+    with pytest.raises(ValueError):
+        snap.level_db[0] = 0.0
+
+
 def test_interruptions_match_their_definition_turn_by_turn():
     """On random masks, against the definition turn by turn."""
     rng = np.random.default_rng(5)
