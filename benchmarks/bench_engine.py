@@ -183,24 +183,25 @@ def main() -> None:
             )
 
     # 2. Per-update latency in live mode (20 ms blocks, as from a microphone), calibrated as
-    # listen and the app run by default.
-    # Live, the second opinion hears each phrase on a thread of its own.
-    live_engine = Engine(classifier, calibrate=True)
+    # listen and the app run by default; live engines, as they build them (the second
+    # opinion, where asked for, on a thread of its own). The first one sets glibc's
+    # allocator for the whole process (ser_live.allocator), as in the app: so after the
+    # figures of analyze above, which never sets it.
+    def live(network: Classifier | None, **options) -> Engine | None:
+        return None if network is None else Engine(network, background_phrases=True, **options)
 
-    def opinion_engine() -> Engine:
-        return Engine(classifier, calibrate=True, second_opinion=opinion, background_phrases=True)
-
-    # The second opinion's live engine is made last: it sets glibc's allocator for the
-    # whole process (ser_live.second_opinion._keep_large_buffers_off_the_heap).
     for name, each in (
-        ("live update (calibrated: the default)", lambda: live_engine),
-        ("live update, not calibrated", lambda: Engine(classifier)),
+        ("live update (calibrated: the default)", lambda: live(classifier, calibrate=True)),
+        ("live update, not calibrated", lambda: live(classifier)),
         (
             "live update (calibrated), the networks alone (no utterance head)",
-            lambda: Engine(headless, calibrate=True) if headless is not None else None,
+            lambda: live(headless, calibrate=True),
         ),
         ("live update, --voice-shifts", lambda: shifted_engine),
-        ("live update (calibrated), --second-opinion on its own thread", opinion_engine),
+        (
+            "live update (calibrated), --second-opinion on its own thread",
+            lambda: live(classifier, calibrate=True, second_opinion=opinion),
+        ),
     ):
         each = each()
         if each is None:

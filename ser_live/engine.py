@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ser_live import SAMPLE_RATE
+from ser_live.allocator import keep_large_buffers_off_the_heap
 from ser_live.calibration import ReferenceGate, SpeakerCalibration, network_calibration
 from ser_live.cues import SideActivity
 from ser_live.errors import ModelError
@@ -95,6 +96,8 @@ class Engine:
         phrase once it ends (``ser_live.second_opinion``), its verdict fused with ours
         in the phrase verdicts ``take_phrases`` returns; ``background_phrases``: it runs
         on a thread of its own (live), so that no window waits for it."""
+        if background_phrases:  # live: a long session frees and takes large arrays
+            keep_large_buffers_off_the_heap()
         spec = classifier.spec
         self.classifier = classifier
         self.labels: list[str] = list(spec.labels)

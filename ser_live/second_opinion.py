@@ -30,13 +30,13 @@ keeps no state between calls and an ONNX Runtime session may run on several thre
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ser_live import EMOTIONS, SAMPLE_RATE
+from ser_live.allocator import give_back_freed_memory
 from ser_live.dsp import frame, hann_window, mel_filterbank, power_spectrum
 from ser_live.errors import ModelError
 from ser_live.model import read_sidecar
@@ -176,52 +176,12 @@ class SecondOpinion:
         """Dusha's four probabilities (``DUSHA_LABELS``) for one phrase of 16 kHz audio."""
         mel = self.features(samples)
         logits = self._session.run(None, {self._input: mel[np.newaxis, np.newaxis]})[0][0]
-        _give_back_freed_memory()
+        give_back_freed_memory()
         e = np.exp(logits - logits.max())
         return (e / e.sum()).astype(np.float32)
 
     def warm_up(self) -> None:
         self.probabilities(np.zeros(SAMPLE_RATE, dtype=np.float32))
-
-
-def _glibc(function: str):
-    """A function of glibc's allocator (None elsewhere: other allocators return memory
-    alone)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), function) if name else None
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _glibc("malloc_trim")
-_MALLOPT = _glibc("mallopt")
-_M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
-#: Allocations this large or larger get pages of their own, given back when freed.
-LARGE_BUFFER_BYTES = 1 << 20
-
-
-def _give_back_freed_memory() -> None:
-    """Return the heap's free pages to the system (about 2 ms, on the phrase's thread)."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _keep_large_buffers_off_the_heap() -> None:
-    """A phrase's passing buffers (up to tens of MB, each phrase its own sizes) get pages
-    of their own: glibc would otherwise raise its threshold for that after the first
-    large one was freed, and keep the later ones in a heap that trimming cannot shrink
-    past what is still in use. Measured on the app's two sides with the second opinion,
-    five minutes: 218-271 MB without, 217-237 MB with (docs/benchmarks.md).
-    Process-wide, so set only where live phrases are heard on a thread of their own (the
-    app, ``listen``), not for ``analyze``."""
-    if _MALLOPT is not None:
-        _MALLOPT(_M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES)
 
 
 def load_second_opinion(path: str | Path | None = None) -> SecondOpinion:
@@ -275,8 +235,6 @@ class PhraseOpinions:
         self.max_windows = max_windows
         self._audio = StreamTail() if opinion is not None else None
         self.background = opinion is not None and background
-        if self.background:
-            _keep_large_buffers_off_the_heap()
         self._pool = None  # made on first use, and again after ``shutdown``
         self._pending: deque = deque()  # verdicts (or futures of them), in phrase order
         self._reset_phrase()
