@@ -495,17 +495,11 @@ def _span_frames(activity: Activity, span_s: tuple[float, float]) -> tuple[int, 
     return first, last
 
 
-def _speech_levels(
-    activity: Activity, span_s: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The side's 10 ms levels within ``span_s``, whether each is in speech, and voiced."""
-    return _speech_levels_at(activity, *_span_frames(activity, span_s))
-
-
 def _speech_levels_at(
     activity: Activity, first: int, last: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_speech_levels`` of the 10 ms frames from ``first`` to ``last``."""
+    """The side's 10 ms levels from frame ``first`` to ``last``, whether each is in
+    speech, and voiced."""
     per_frame = FRAME_SAMPLES // ENVELOPE_SAMPLES
     # Only the span's VAD frames are spread onto the 10 ms grid: a rolling span's cues
     # cost the span, not the session.
