@@ -371,19 +371,25 @@ def on_session_grid(
     or only its last ``last_s`` seconds (a rolling span costs the span, not the session):
     (the grid's start on the session clock, the grid's frame the arrays start at, side ->
     bool array)."""
-    start = min(a.offset_s for a in activities.values())
-    end = max(a.end_s for a in activities.values())
-    n = round((end - start) / FRAME_S)
+    start, n, starts = _grid_frames(activities)
     first = 0 if last_s is None else max(0, n - round(last_s / FRAME_S))
     grid = {}
     for side, a in activities.items():
-        at = round((a.offset_s - start) / FRAME_S)  # the side's first frame on the grid
+        at = starts[side]
         lo = max(first, at)
         piece = a.speech[lo - at : max(lo - at, n - at)]
         mask = np.zeros(n - first, bool)
         mask[lo - first : lo - first + len(piece)] = piece
         grid[side] = mask
     return start, first, grid
+
+
+def _grid_frames(activities: dict[str, Activity]) -> tuple[float, int, dict[str, int]]:
+    """The session's 30 ms grid: its start on the session clock, its length in frames, and
+    the frame each side starts at."""
+    start = min(a.offset_s for a in activities.values())
+    n = round((max(a.end_s for a in activities.values()) - start) / FRAME_S)
+    return start, n, {side: round((a.offset_s - start) / FRAME_S) for side, a in activities.items()}
 
 
 def conversation_cues(
@@ -456,11 +462,10 @@ def current_silence_s(activities: dict[str, Activity]) -> float:
     speaks or before anyone spoke)."""
     if not activities:
         return 0.0
-    start = min(a.offset_s for a in activities.values())
-    n = round((max(a.end_s for a in activities.values()) - start) / FRAME_S)
+    _, n, starts = _grid_frames(activities)
     last = -1  # the session grid's last frame of speech
-    for a in activities.values():
-        at = round((a.offset_s - start) / FRAME_S)
+    for side, a in activities.items():
+        at = starts[side]
         spoken = _last_true(a.speech[: max(0, n - at)])
         if spoken is not None:
             last = max(last, at + spoken)
